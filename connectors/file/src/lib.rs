@@ -1,0 +1,341 @@
+//! The file transport: CSV with a header row, or JSON Lines; either optionally gzipped.
+//!
+//! Each line becomes a [`RawRecord`] whose position is `path:line`. A line that cannot be parsed
+//! (bad JSON, a CSV row with the wrong number of fields) is yielded as [`RawBody::Malformed`] with
+//! its text, so the daemon quarantines it and carries on.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use onetruth_connect::{Position, RawBody, RawRecord, Source, SourceError};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// File transport settings, from the manifest's `[transport]` table.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileParams {
+    /// Must be `file` when given.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// `csv` or `jsonl`; by default from the file extension (`.csv`, `.jsonl`, `.ndjson`, with
+    /// an optional `.gz`).
+    #[serde(default)]
+    pub format: Option<FileFormat>,
+    /// CSV field delimiter, one character (default `,`).
+    #[serde(default)]
+    pub delimiter: Option<char>,
+}
+
+impl FileParams {
+    /// Read the params from a manifest's transport value.
+    pub fn from_manifest(transport: Option<&Value>) -> Result<FileParams, String> {
+        let params: FileParams = match transport {
+            None => FileParams::default(),
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| format!("transport: {e}"))?,
+        };
+        if let Some(k) = &params.kind
+            && k != "file"
+        {
+            return Err(format!("transport.type: `{k}` is not the file transport"));
+        }
+        if params.delimiter.is_some_and(|d| !d.is_ascii()) {
+            return Err("transport.delimiter: must be a single ASCII character".into());
+        }
+        Ok(params)
+    }
+}
+
+/// A file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    Csv,
+    Jsonl,
+}
+
+impl FileFormat {
+    /// The format a path's extension names, looking through `.gz`.
+    pub fn from_path(path: &Path) -> Option<FileFormat> {
+        let name = path.file_name()?.to_str()?.to_ascii_lowercase();
+        let name = name.strip_suffix(".gz").unwrap_or(&name);
+        if name.ends_with(".csv") {
+            Some(FileFormat::Csv)
+        } else if name.ends_with(".jsonl") || name.ends_with(".ndjson") || name.ends_with(".json") {
+            Some(FileFormat::Jsonl)
+        } else {
+            None
+        }
+    }
+}
+
+/// Counts bytes read from the underlying file, for progress.
+struct Counting<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+enum Reader {
+    Csv {
+        reader: csv::Reader<Box<dyn Read + Send>>,
+        headers: Vec<String>,
+        record: csv::StringRecord,
+    },
+    Jsonl {
+        reader: Box<dyn BufRead + Send>,
+        line: String,
+    },
+}
+
+/// Reads one file.
+pub struct FileSource {
+    path: PathBuf,
+    reader: Reader,
+    line: u64,
+    bytes_read: Arc<AtomicU64>,
+    total_bytes: u64,
+    done: bool,
+}
+
+impl FileSource {
+    /// Open `path`; the format comes from `params` or the extension.
+    pub fn open(path: &Path, params: &FileParams) -> Result<FileSource, SourceError> {
+        let ctx = || path.display().to_string();
+        let format = params.format.or_else(|| FileFormat::from_path(path)).ok_or_else(|| {
+            SourceError::new(
+                ctx(),
+                "cannot tell the format from the extension: use .csv, .jsonl (optionally .gz) or set transport.format",
+            )
+        })?;
+        let file = File::open(path).map_err(|e| SourceError::new(ctx(), e))?;
+        let total_bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let bytes_read = Arc::new(AtomicU64::new(0));
+        let counted = Counting {
+            inner: file,
+            count: bytes_read.clone(),
+        };
+        let gz = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gz"));
+        let raw: Box<dyn Read + Send> = if gz {
+            Box::new(flate2::read::MultiGzDecoder::new(BufReader::with_capacity(
+                1 << 16,
+                counted,
+            )))
+        } else {
+            Box::new(counted)
+        };
+        let mut line = 0;
+        let reader = match format {
+            FileFormat::Csv => {
+                let mut reader = csv::ReaderBuilder::new()
+                    .has_headers(true)
+                    .flexible(true)
+                    .delimiter(params.delimiter.map(|c| c as u8).unwrap_or(b','))
+                    .from_reader(raw);
+                let headers = reader
+                    .headers()
+                    .map_err(|e| SourceError::new(format!("{}: header row", ctx()), e))?
+                    .iter()
+                    .map(|h| h.trim().trim_start_matches('\u{feff}').to_string())
+                    .collect();
+                line = 1;
+                Reader::Csv {
+                    reader,
+                    headers,
+                    record: csv::StringRecord::new(),
+                }
+            }
+            FileFormat::Jsonl => Reader::Jsonl {
+                reader: Box::new(BufReader::with_capacity(1 << 16, raw)),
+                line: String::new(),
+            },
+        };
+        Ok(FileSource {
+            path: path.to_path_buf(),
+            reader,
+            line,
+            bytes_read,
+            total_bytes,
+            done: false,
+        })
+    }
+
+    fn position(&self) -> Position {
+        Position(format!("{}:{}", self.path.display(), self.line))
+    }
+}
+
+impl Source for FileSource {
+    fn read(&mut self, max: usize) -> Result<Vec<RawRecord>, SourceError> {
+        let mut out = Vec::with_capacity(max.min(4096));
+        while out.len() < max && !self.done {
+            let body = match &mut self.reader {
+                Reader::Csv {
+                    reader,
+                    headers,
+                    record,
+                } => match reader.read_record(record) {
+                    Ok(false) => {
+                        self.done = true;
+                        break;
+                    }
+                    Ok(true) => {
+                        self.line = record.position().map(|p| p.line()).unwrap_or(self.line + 1);
+                        if record.len() != headers.len() {
+                            RawBody::Malformed {
+                                text: record.iter().collect::<Vec<_>>().join(","),
+                                reason: format!(
+                                    "csv row has {} fields, header has {}",
+                                    record.len(),
+                                    headers.len()
+                                ),
+                            }
+                        } else {
+                            let mut obj = Map::with_capacity(headers.len());
+                            for (h, v) in headers.iter().zip(record.iter()) {
+                                obj.insert(h.clone(), Value::String(v.to_string()));
+                            }
+                            RawBody::Parsed(obj)
+                        }
+                    }
+                    Err(e) if e.is_io_error() => {
+                        return Err(SourceError::new(self.path.display().to_string(), e));
+                    }
+                    Err(e) => {
+                        self.line += 1;
+                        RawBody::Malformed {
+                            text: String::new(),
+                            reason: format!("csv: {e}"),
+                        }
+                    }
+                },
+                Reader::Jsonl { reader, line } => {
+                    line.clear();
+                    match reader.read_line(line) {
+                        Ok(0) => {
+                            self.done = true;
+                            break;
+                        }
+                        Ok(_) => {
+                            self.line += 1;
+                            let text = line.trim();
+                            if text.is_empty() {
+                                continue;
+                            }
+                            match serde_json::from_str::<Value>(text) {
+                                Ok(Value::Object(obj)) => RawBody::Parsed(obj),
+                                Ok(_) => RawBody::Malformed {
+                                    text: text.to_string(),
+                                    reason: "json line is not an object".into(),
+                                },
+                                Err(e) => RawBody::Malformed {
+                                    text: text.to_string(),
+                                    reason: format!("invalid json: {e}"),
+                                },
+                            }
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                            // Not UTF-8: keep the line number and move on.
+                            self.line += 1;
+                            RawBody::Malformed {
+                                text: String::new(),
+                                reason: "line is not valid utf-8".into(),
+                            }
+                        }
+                        Err(e) => return Err(SourceError::new(self.path.display().to_string(), e)),
+                    }
+                }
+            };
+            out.push(RawRecord {
+                position: self.position(),
+                body,
+            });
+        }
+        Ok(out)
+    }
+
+    fn progress(&self) -> Option<(u64, u64)> {
+        Some((self.bytes_read.load(Ordering::Relaxed), self.total_bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn read_all(path: &Path) -> Vec<RawRecord> {
+        let mut s = FileSource::open(path, &FileParams::default()).unwrap();
+        let mut all = Vec::new();
+        loop {
+            let batch = s.read(2).unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            all.extend(batch);
+        }
+        all
+    }
+
+    #[test]
+    fn csv_rows_become_objects_and_short_rows_are_malformed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.csv");
+        std::fs::write(&p, "\u{feff}id,email\n1,a@x.com\n2\n3,\"c@x.com\"\n").unwrap();
+        let all = read_all(&p);
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].position.0, format!("{}:2", p.display()));
+        let RawBody::Parsed(o) = &all[0].body else {
+            panic!("row 1 parsed")
+        };
+        assert_eq!(o["id"], "1");
+        assert!(
+            matches!(&all[1].body, RawBody::Malformed { reason, .. } if reason.contains("1 fields"))
+        );
+        assert!(matches!(&all[2].body, RawBody::Parsed(o) if o["email"] == "c@x.com"));
+    }
+
+    #[test]
+    fn gzipped_jsonl_with_a_bad_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.jsonl.gz");
+        let mut gz =
+            flate2::write::GzEncoder::new(File::create(&p).unwrap(), flate2::Compression::fast());
+        gz.write_all(b"{\"id\":1}\n{not json\n\n[1]\n{\"id\":2}\n")
+            .unwrap();
+        gz.finish().unwrap();
+        let all = read_all(&p);
+        assert_eq!(all.len(), 4);
+        assert!(matches!(&all[1].body, RawBody::Malformed { text, .. } if text == "{not json"));
+        assert!(
+            matches!(&all[2].body, RawBody::Malformed { reason, .. } if reason.contains("not an object"))
+        );
+        assert_eq!(all[3].position.0, format!("{}:5", p.display()));
+    }
+
+    #[test]
+    fn unknown_extension_and_bad_params_are_clear_errors() {
+        let err = FileSource::open(Path::new("data.txt"), &FileParams::default())
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("cannot tell the format"), "{err}");
+        let bad = serde_json::json!({"type": "file", "fromat": "csv"});
+        assert!(
+            FileParams::from_manifest(Some(&bad))
+                .unwrap_err()
+                .contains("fromat")
+        );
+    }
+}

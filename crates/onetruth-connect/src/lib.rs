@@ -1,0 +1,75 @@
+//! The connector boundary and the manifest mapping engine.
+//!
+//! A connector (transport) implements [`Source`]: it yields [`RawRecord`]s, each with the
+//! [`Position`] to checkpoint once the record is durably applied. A [`Manifest`] describes the
+//! source system and how its raw records map onto canonical [`onetruth_model::SourceRecord`]s;
+//! [`Mapper`] applies it. Connectors never touch the store: the daemon applies what they yield
+//! and writes their checkpoint in the same transaction.
+
+mod manifest;
+mod mapping;
+
+pub use manifest::*;
+pub use mapping::{MapError, Mapped, Mapper};
+
+/// Where a record sits in its source, written by the store with the data it covers so a restart
+/// resumes exactly after the last applied record. Opaque to everything but its connector.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct Position(pub String);
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The body of a raw record: a parsed JSON object, or text that could not be parsed (kept so it
+/// can be quarantined with its reason instead of being dropped).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawBody {
+    Parsed(serde_json::Map<String, serde_json::Value>),
+    Malformed { text: String, reason: String },
+}
+
+/// One record as the transport delivered it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawRecord {
+    pub position: Position,
+    pub body: RawBody,
+}
+
+/// A transport failure (not a bad record: bad records are yielded as [`RawBody::Malformed`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{context}: {source}")]
+pub struct SourceError {
+    pub context: String,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl SourceError {
+    pub fn new(
+        context: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        SourceError {
+            context: context.into(),
+            source: source.into(),
+        }
+    }
+}
+
+/// A connector's transport. Pull-based and synchronous: each source runs on its own thread and
+/// the daemon decides batch sizes, so back-pressure is simply not calling `read`.
+pub trait Source: Send {
+    /// Read up to `max` records. An empty vector means the source is exhausted (a bounded source
+    /// such as a file) or has nothing right now (an unbounded one).
+    fn read(&mut self, max: usize) -> Result<Vec<RawRecord>, SourceError>;
+
+    /// Rough progress for long reads: (units done, units total), e.g. bytes of a file.
+    fn progress(&self) -> Option<(u64, u64)> {
+        None
+    }
+}
