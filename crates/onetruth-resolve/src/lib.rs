@@ -1,1 +1,11 @@
+//! Resolution decisions, pure and deterministic: which identifiers may link records
+//! ([`IdentifierPolicy`]) and what a customer's golden profile is ([`golden`]).
+//!
+//! No IO: the store feeds records in and persists what comes out, so every decision here can be
+//! tested with small fixtures and replayed.
 
+mod golden;
+mod policy;
+
+pub use golden::{Golden, Provenance, RecordView, Valued, golden};
+pub use policy::{BlockRule, IdentifierPolicy, PolicyError};

@@ -1,1 +1,135 @@
+//! The store: one SQLite file in WAL mode holding source records, identifiers, evidence,
+//! customers and aliases, events, changelog, connector checkpoints and quarantine.
+//!
+//! The only crate that knows SQL. Its API speaks in model types ([`SourceRecord`],
+//! [`CustomerId`]) so another backend can sit behind it. Writes go through [`Store::apply`]: one
+//! transaction per [`Batch`] covers records, links, changelog and the connector checkpoint, so a
+//! crash at any point neither loses nor double-applies a record.
 
+mod apply;
+mod query;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use onetruth_resolve::IdentifierPolicy;
+use rusqlite::{Connection, OpenFlags};
+
+pub use apply::{ApplySummary, Batch, QuarantineEntry};
+pub use onetruth_model::SourceRecord;
+pub use query::*;
+pub use schema::SCHEMA_VERSION;
+
+/// Errors at the store boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "database schema version {found} was written by a newer onetruth (this build supports up to {supported}); upgrade onetruth"
+    )]
+    NewerSchema { found: i64, supported: i64 },
+    #[error("database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("database {path} does not exist (run `onetruth ingest` or `onetruth demo` first)")]
+    Missing { path: PathBuf },
+    #[error("corrupt stored record {record_id}: {message}")]
+    Corrupt { record_id: i64, message: String },
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// How the store is opened.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Which identifiers may link records.
+    pub policy: IdentifierPolicy,
+    /// Open read-only; fails if the file does not exist.
+    pub read_only: bool,
+    /// SQLite page cache in MiB.
+    pub cache_mib: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            policy: IdentifierPolicy::default(),
+            read_only: false,
+            cache_mib: 256,
+        }
+    }
+}
+
+/// A connection to the store. Cheap to open; open one per thread (SQLite connections are not
+/// shared across threads here), readers alongside one writer thanks to WAL.
+pub struct Store {
+    conn: Connection,
+    policy: IdentifierPolicy,
+}
+
+pub(crate) fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Open (and create or migrate, unless read-only) the store at `path`.
+    pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut conn = if options.read_only {
+            if !path.exists() {
+                return Err(StoreError::Missing {
+                    path: path.to_path_buf(),
+                });
+            }
+            Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(open_err)?
+        } else {
+            Connection::open(path).map_err(open_err)?
+        };
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(open_err)?;
+        let cache_kib = -(i64::from(options.cache_mib) * 1024);
+        conn.execute_batch(&format!(
+            "PRAGMA foreign_keys = ON; PRAGMA cache_size = {cache_kib}; PRAGMA temp_store = MEMORY;"
+        ))
+        .map_err(open_err)?;
+        if options.read_only {
+            let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if v > SCHEMA_VERSION {
+                return Err(StoreError::NewerSchema {
+                    found: v,
+                    supported: SCHEMA_VERSION,
+                });
+            }
+        } else {
+            // WAL: readers never block the writer; NORMAL sync is durable against process
+            // crashes (a power loss may drop the last transactions, never corrupt the file).
+            conn.execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000;",
+            )
+            .map_err(open_err)?;
+            schema::migrate(&mut conn)?;
+        }
+        Ok(Store {
+            conn,
+            policy: options.policy,
+        })
+    }
+
+    /// The identifier policy this store links with.
+    pub fn policy(&self) -> &IdentifierPolicy {
+        &self.policy
+    }
+}

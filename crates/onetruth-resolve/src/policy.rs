@@ -1,0 +1,208 @@
+use std::collections::HashSet;
+
+use onetruth_model::{Identifier, IdentifierKind};
+
+/// A blocklist entry: `kind:value` matches one normalized value exactly; `email:local@*` matches
+/// a local part at any domain; `email:*@domain` a whole domain.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum BlockRule {
+    Exact(IdentifierKind, String),
+    EmailLocal(String),
+    EmailDomain(String),
+}
+
+/// A blocklist entry that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("blocklist entry `{entry}`: {reason}")]
+pub struct PolicyError {
+    pub entry: String,
+    pub reason: String,
+}
+
+/// Placeholder values shipped by default: values people type when a form insists.
+pub const DEFAULT_BLOCKLIST: &[&str] = &[
+    "email:test@test.com",
+    "email:test@example.com",
+    "email:example@example.com",
+    "email:email@email.com",
+    "email:user@example.com",
+    "email:none@none.com",
+    "email:na@na.com",
+    "email:a@a.com",
+    "email:x@x.com",
+    "email:noemail@*",
+    "email:no-email@*",
+    "email:no.email@*",
+    "email:none@*",
+    "email:noreply@*",
+    "email:no-reply@*",
+    "email:donotreply@*",
+    "email:do-not-reply@*",
+    "email:unknown@*",
+    "email:null@*",
+    "email:nobody@*",
+    "email:*@noemail.com",
+    "email:*@nomail.com",
+    "email:*@mailinator.com",
+];
+
+/// Decides which identifiers may link records. Placeholders are stored but never link.
+#[derive(Debug, Clone)]
+pub struct IdentifierPolicy {
+    exact: HashSet<(IdentifierKind, String)>,
+    email_locals: HashSet<String>,
+    email_domains: HashSet<String>,
+}
+
+impl Default for IdentifierPolicy {
+    fn default() -> Self {
+        IdentifierPolicy::new(DEFAULT_BLOCKLIST.iter().copied(), true)
+            .expect("default blocklist entries are valid")
+    }
+}
+
+impl IdentifierPolicy {
+    /// Build from blocklist entries (`kind:value`, see [`BlockRule`]). With `with_defaults`, the
+    /// shipped [`DEFAULT_BLOCKLIST`] is included.
+    pub fn new<'a>(
+        entries: impl IntoIterator<Item = &'a str>,
+        with_defaults: bool,
+    ) -> Result<IdentifierPolicy, Vec<PolicyError>> {
+        let mut policy = IdentifierPolicy {
+            exact: HashSet::new(),
+            email_locals: HashSet::new(),
+            email_domains: HashSet::new(),
+        };
+        let mut errors = Vec::new();
+        let defaults: &[&str] = if with_defaults { DEFAULT_BLOCKLIST } else { &[] };
+        for entry in defaults.iter().copied().chain(entries) {
+            match parse_rule(entry) {
+                Ok(BlockRule::Exact(k, v)) => {
+                    policy.exact.insert((k, v));
+                }
+                Ok(BlockRule::EmailLocal(l)) => {
+                    policy.email_locals.insert(l);
+                }
+                Ok(BlockRule::EmailDomain(d)) => {
+                    policy.email_domains.insert(d);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() { Ok(policy) } else { Err(errors) }
+    }
+
+    /// Whether a normalized identifier is a placeholder that must never link.
+    pub fn is_placeholder(&self, id: &Identifier) -> bool {
+        if self.exact.contains(&(id.kind.clone(), id.value.clone())) {
+            return true;
+        }
+        match id.kind {
+            IdentifierKind::Email => {
+                let (local, domain) = id.value.split_once('@').unwrap_or((&id.value, ""));
+                self.email_locals.contains(local) || self.email_domains.contains(domain)
+            }
+            IdentifierKind::Phone => is_placeholder_phone(&id.value),
+            _ => false,
+        }
+    }
+
+    /// Mark placeholders unlinkable, in place.
+    pub fn screen(&self, identifiers: &mut [Identifier]) {
+        for id in identifiers {
+            if id.linkable && self.is_placeholder(id) {
+                id.linkable = false;
+            }
+        }
+    }
+}
+
+/// Numbers that parse but no one owns: one repeated digit, or a run like 1234567 in the
+/// subscriber part.
+fn is_placeholder_phone(e164: &str) -> bool {
+    let digits = e164.trim_start_matches('+');
+    let tail = &digits[digits.len().saturating_sub(7)..];
+    let first = tail.as_bytes().first().copied();
+    tail.len() == 7
+        && (tail.bytes().all(|b| Some(b) == first)
+            || "01234567890".contains(tail)
+            || "98765432109".contains(tail))
+}
+
+fn parse_rule(entry: &str) -> Result<BlockRule, PolicyError> {
+    let err = |reason: &str| PolicyError {
+        entry: entry.to_string(),
+        reason: reason.to_string(),
+    };
+    let (kind, value) = entry
+        .split_once(':')
+        .ok_or_else(|| err("write it as kind:value, e.g. email:test@test.com"))?;
+    let kind = IdentifierKind::parse(kind.trim()).ok_or_else(|| err("unknown identifier kind"))?;
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(err("empty value"));
+    }
+    if kind == IdentifierKind::Email {
+        let value = value.to_lowercase();
+        return match value.split_once('@') {
+            Some((local, "*")) if !local.is_empty() && local != "*" => Ok(BlockRule::EmailLocal(local.into())),
+            Some(("*", domain)) if !domain.is_empty() && domain != "*" => Ok(BlockRule::EmailDomain(domain.into())),
+            Some(_) if !value.contains('*') => Ok(BlockRule::Exact(kind, value)),
+            _ => Err(err("use local@domain, local@* or *@domain")),
+        };
+    }
+    Ok(BlockRule::Exact(kind, value.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(kind: IdentifierKind, value: &str) -> Identifier {
+        Identifier {
+            kind,
+            value: value.into(),
+            original: value.into(),
+            linkable: true,
+        }
+    }
+
+    #[test]
+    fn default_placeholders_do_not_link() {
+        let p = IdentifierPolicy::default();
+        let table = [
+            (IdentifierKind::Email, "test@test.com", true),
+            (IdentifierKind::Email, "noemail@acme.com", true),
+            (IdentifierKind::Email, "someone@noemail.com", true),
+            (IdentifierKind::Email, "jane@acme.com", false),
+            (IdentifierKind::Phone, "+14155550000", false),
+            (IdentifierKind::Phone, "+14150000000", true),
+            (IdentifierKind::Phone, "+15551234567", true),
+            (IdentifierKind::Phone, "+14152671234", false),
+            (IdentifierKind::External, "crm:1", false),
+        ];
+        for (kind, value, want) in table {
+            assert_eq!(p.is_placeholder(&id(kind.clone(), value)), want, "{kind}:{value}");
+        }
+    }
+
+    #[test]
+    fn configured_entries_extend_or_replace_defaults() {
+        let p = IdentifierPolicy::new(["external:crm:unknown", "email:*@corp.example"], false).unwrap();
+        assert!(p.is_placeholder(&id(IdentifierKind::External, "crm:unknown")));
+        assert!(p.is_placeholder(&id(IdentifierKind::Email, "x@corp.example")));
+        assert!(!p.is_placeholder(&id(IdentifierKind::Email, "test@test.com")), "defaults off");
+        let errs = IdentifierPolicy::new(["nokind", "email:*@*", "Bad Kind:x"], true).unwrap_err();
+        assert_eq!(errs.len(), 3);
+        assert!(errs[0].to_string().contains("`nokind`"));
+    }
+
+    #[test]
+    fn screen_marks_only_placeholders() {
+        let p = IdentifierPolicy::default();
+        let mut ids = vec![id(IdentifierKind::Email, "test@test.com"), id(IdentifierKind::Email, "a@b.com")];
+        p.screen(&mut ids);
+        assert!(!ids[0].linkable);
+        assert!(ids[1].linkable);
+    }
+}

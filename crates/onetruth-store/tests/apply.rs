@@ -1,0 +1,206 @@
+//! Store behaviour on a real SQLite file: idempotence, merges, placeholders, aliases, quarantine.
+
+use onetruth_model::{Attributes, CustomerId, Event, IdentifierKind, Normalizer, Op, SourceRecord};
+use onetruth_store::{Batch, QuarantineEntry, Store, StoreError, StoreOptions};
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("t.db"), StoreOptions::default()).unwrap();
+    (dir, store)
+}
+
+fn rec(source: &str, id: &str, version: i64, given: &str, ids: &[(&str, &str)]) -> SourceRecord {
+    let n = Normalizer::default();
+    SourceRecord {
+        source: source.into(),
+        source_id: id.into(),
+        version,
+        op: Op::Upsert,
+        identifiers: ids
+            .iter()
+            .map(|(k, v)| n.normalize(&IdentifierKind::parse(k).unwrap(), v, None).unwrap())
+            .collect(),
+        attributes: Attributes {
+            given_name: Some(given.into()),
+            ..Default::default()
+        },
+        events: vec![],
+        raw: serde_json::json!({"id": id}),
+    }
+}
+
+fn batch(records: Vec<SourceRecord>) -> Batch {
+    Batch {
+        connector: "test".into(),
+        records,
+        quarantine: vec![],
+        checkpoint: None,
+    }
+}
+
+fn lookup(s: &Store, kind: IdentifierKind, v: &str) -> Vec<CustomerId> {
+    s.lookup(&kind, v).unwrap()
+}
+
+#[test]
+fn shared_identifier_across_sources_merges_and_reapplying_changes_nothing() {
+    let (_d, mut s) = store();
+    let records = vec![
+        rec("crm", "1", 1, "Jane", &[("email", "Jane@Example.com")]),
+        rec("billing", "b1", 1, "Jane", &[("email", " jane@example.com"), ("phone", "(415) 555-2671")]),
+        rec("calls", "c1", 1, "J", &[("phone", "+1 415 555 2671")]),
+        rec("crm", "2", 1, "Bob", &[("email", "bob@example.com")]),
+    ];
+    let sum = s.apply(batch(records.clone())).unwrap();
+    assert_eq!((sum.applied, sum.unchanged, sum.customers_created), (4, 0, 2));
+    let jane = lookup(&s, IdentifierKind::Email, "jane@example.com");
+    assert_eq!(jane.len(), 1);
+    assert_eq!(lookup(&s, IdentifierKind::Phone, "+14155552671"), jane);
+    let profile = s.customer(jane[0]).unwrap().unwrap();
+    assert_eq!(profile.records.len(), 3);
+    assert_ne!(lookup(&s, IdentifierKind::Email, "bob@example.com"), jane);
+
+    let before = s.stats().unwrap();
+    let again = s.apply(batch(records)).unwrap();
+    assert_eq!((again.applied, again.unchanged), (0, 4));
+    let after = s.stats().unwrap();
+    assert_eq!(before.changelog_version, after.changelog_version, "no changelog entries on replay");
+    assert_eq!((before.customers, before.records, before.links), (after.customers, after.records, after.links));
+}
+
+#[test]
+fn stale_versions_are_ignored_and_newer_ones_update_the_golden_view() {
+    let (_d, mut s) = store();
+    s.apply(batch(vec![rec("crm", "1", 5, "Jane", &[("email", "j@x.com")])])).unwrap();
+    let stale = s.apply(batch(vec![rec("crm", "1", 4, "Old", &[("email", "j@x.com")])])).unwrap();
+    assert_eq!(stale.unchanged, 1);
+    s.apply(batch(vec![rec("crm", "1", 6, "Janet", &[("email", "j@x.com")])])).unwrap();
+    let c = lookup(&s, IdentifierKind::Email, "j@x.com")[0];
+    let g = s.customer(c).unwrap().unwrap().golden;
+    let given = g.given_name.unwrap();
+    assert_eq!((given.value.as_str(), given.provenance.version), ("Janet", 6));
+}
+
+#[test]
+fn placeholders_never_link() {
+    let (_d, mut s) = store();
+    s.apply(batch(vec![
+        rec("crm", "1", 1, "Ann", &[("email", "test@test.com")]),
+        rec("crm", "2", 1, "Ben", &[("email", "TEST@test.com")]),
+        rec("crm", "3", 1, "Cat", &[("email", "noemail@acme.com")]),
+        rec("billing", "4", 1, "Dan", &[("email", "noemail@acme.com")]),
+    ]))
+    .unwrap();
+    let st = s.stats().unwrap();
+    assert_eq!(st.customers, 4, "four people, four customers");
+    assert_eq!(st.placeholder_identifiers, 4);
+    assert!(lookup(&s, IdentifierKind::Email, "test@test.com").is_empty());
+}
+
+#[test]
+fn oldest_customer_survives_a_merge_and_aliases_resolve() {
+    let (_d, mut s) = store();
+    s.apply(batch(vec![rec("crm", "1", 1, "Jane", &[("email", "a@x.com")])])).unwrap();
+    s.apply(batch(vec![rec("billing", "1", 1, "Jane", &[("phone", "+14155552671")])])).unwrap();
+    s.apply(batch(vec![rec("helpdesk", "9", 1, "Jane", &[("email", "z@x.com")])])).unwrap();
+    let a = lookup(&s, IdentifierKind::Email, "a@x.com")[0];
+    let b = lookup(&s, IdentifierKind::Phone, "+14155552671")[0];
+    let z = lookup(&s, IdentifierKind::Email, "z@x.com")[0];
+    assert!(a < b && b < z);
+    // b and z merge first, then everything merges into a: aliases of aliases re-point to a.
+    s.apply(batch(vec![rec("web", "w1", 1, "Jane", &[("phone", "415 555 2671"), ("email", "z@x.com")])]))
+        .unwrap();
+    assert_eq!(s.resolve(z).unwrap().unwrap().id, b);
+    let sum = s.apply(batch(vec![rec("web", "w2", 1, "Jane", &[("email", "a@x.com"), ("email", "z@x.com")])])).unwrap();
+    assert_eq!(sum.merges, 1);
+    for old in [b, z] {
+        let r = s.resolve(old).unwrap().unwrap();
+        assert_eq!((r.id, r.alias), (a, Some(old)), "alias {old} resolves to the survivor");
+    }
+    let profile = s.customer(a).unwrap().unwrap();
+    assert_eq!(profile.aliases, vec![b, z]);
+    assert_eq!(profile.records.len(), 5);
+    assert_eq!(s.stats().unwrap().customers, 1);
+}
+
+#[test]
+fn quarantine_and_checkpoint_commit_with_the_batch() {
+    let (_d, mut s) = store();
+    let mut b = batch(vec![rec("crm", "1", 1, "Jane", &[("email", "a@x.com")])]);
+    b.quarantine.push(QuarantineEntry {
+        source: "crm".into(),
+        position: "crm.csv:3".into(),
+        raw: "1,2".into(),
+        reason: "csv row has 2 fields, header has 3".into(),
+    });
+    b.checkpoint = Some("crm.csv:3".into());
+    let sum = s.apply(b.clone()).unwrap();
+    assert_eq!((sum.applied, sum.quarantined), (1, 1));
+    s.apply(b).unwrap();
+    assert_eq!(s.stats().unwrap().quarantined, 1, "the same bad row is quarantined once");
+    assert_eq!(s.checkpoint("test").unwrap().as_deref(), Some("crm.csv:3"));
+    let q = s.quarantined(10).unwrap();
+    assert_eq!(q[0].raw, "1,2");
+}
+
+#[test]
+fn deletes_detach_records_and_empty_customers_disappear() {
+    let (_d, mut s) = store();
+    s.apply(batch(vec![rec("crm", "1", 1, "Jane", &[("email", "a@x.com")])])).unwrap();
+    let c = lookup(&s, IdentifierKind::Email, "a@x.com")[0];
+    let mut del = rec("crm", "1", 2, "Jane", &[]);
+    del.op = Op::Delete;
+    s.apply(batch(vec![del])).unwrap();
+    assert!(lookup(&s, IdentifierKind::Email, "a@x.com").is_empty());
+    assert!(s.resolve(c).unwrap().is_none());
+    assert_eq!(s.stats().unwrap().deleted_records, 1);
+}
+
+#[test]
+fn events_attach_through_identifiers_without_being_identities() {
+    let (_d, mut s) = store();
+    let n = Normalizer::default();
+    let phone = n.normalize(&IdentifierKind::Phone, "415-555-2671", None).unwrap();
+    let call = SourceRecord {
+        source: "calls".into(),
+        source_id: "call-1".into(),
+        version: 1,
+        op: Op::Upsert,
+        identifiers: vec![],
+        attributes: Attributes::default(),
+        events: vec![Event {
+            kind: "call".into(),
+            occurred_at: "2026-01-02T03:04:05Z".into(),
+            identifiers: vec![phone],
+            data: serde_json::Map::new(),
+        }],
+        raw: serde_json::Value::Null,
+    };
+    s.apply(batch(vec![call, rec("crm", "1", 1, "Jane", &[("phone", "+14155552671")])])).unwrap();
+    let st = s.stats().unwrap();
+    assert_eq!(st.customers, 1, "the call is not a customer");
+    let c = lookup(&s, IdentifierKind::Phone, "+14155552671")[0];
+    let p = s.customer(c).unwrap().unwrap();
+    assert_eq!(p.events.len(), 1);
+    assert_eq!(p.events[0].kind, "call");
+    let mut exported = Vec::new();
+    s.for_each_event(|e| -> Result<(), StoreError> {
+        exported.push(e.customer_id);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(exported, vec![Some(c)]);
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    drop(Store::open(&path, StoreOptions::default()).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 999).unwrap();
+    drop(conn);
+    let err = Store::open(&path, StoreOptions::default()).err().unwrap();
+    assert!(matches!(err, StoreError::NewerSchema { found: 999, .. }), "{err}");
+    assert!(err.to_string().contains("newer onetruth"));
+}
