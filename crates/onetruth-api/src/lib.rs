@@ -1,1 +1,197 @@
+//! The HTTP read API. The only crate that knows the wire format.
+//!
+//! [`router`] builds the axum router so it can be tested in-process; the binary serves it.
+//! Error bodies never echo identifier values back (they may be emails or phones).
 
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use onetruth_model::{CustomerId, IdentifierKind, Normalizer};
+use onetruth_store::{CustomerProfile, Store, StoreError, StoreOptions};
+use serde::{Deserialize, Serialize};
+
+/// Shared state: where the store is, a small pool of read-only connections, and the normalizer
+/// used at ingest so a phone typed any way finds the same customer.
+#[derive(Clone)]
+pub struct ApiState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: PathBuf,
+    options: StoreOptions,
+    normalizer: Normalizer,
+    pool: Mutex<Vec<Store>>,
+}
+
+impl ApiState {
+    pub fn new(db: PathBuf, options: StoreOptions, normalizer: Normalizer) -> Self {
+        let options = StoreOptions {
+            read_only: true,
+            ..options
+        };
+        ApiState {
+            inner: Arc::new(Inner {
+                db,
+                options,
+                normalizer,
+                pool: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// Run `f` with a pooled read connection. Queries take microseconds, so they run inline.
+    fn with_store<T>(&self, f: impl FnOnce(&Store) -> Result<T, StoreError>) -> Result<T, ApiError> {
+        let pooled = self.inner.pool.lock().map(|mut p| p.pop()).unwrap_or(None);
+        let store = match pooled {
+            Some(s) => s,
+            None => Store::open(&self.inner.db, self.inner.options.clone()).map_err(ApiError::store)?,
+        };
+        let out = f(&store).map_err(ApiError::store);
+        if let Ok(mut p) = self.inner.pool.lock()
+            && p.len() < 16
+        {
+            p.push(store);
+        }
+        out
+    }
+}
+
+/// An error response: a status and a message safe to show a client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn store(e: StoreError) -> Self {
+        tracing::error!(error = %e, "store query failed");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(ErrorBody { error: self.message })).into_response()
+    }
+}
+
+/// `GET /v1/customers/{id}`: the customer, with `requested_id` when the id was an alias.
+#[derive(Serialize)]
+pub struct CustomerResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested_id: Option<CustomerId>,
+    #[serde(flatten)]
+    pub customer: CustomerProfile,
+}
+
+/// `GET /v1/lookup`: every customer holding the identifier.
+#[derive(Serialize)]
+pub struct LookupResponse {
+    pub customers: Vec<CustomerProfile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupQuery {
+    email: Option<String>,
+    phone: Option<String>,
+    external: Option<String>,
+}
+
+/// Build the router.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/customers/{id}", get(get_customer))
+        .route("/v1/lookup", get(lookup))
+        .with_state(state)
+}
+
+async fn get_customer(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<CustomerResponse>, ApiError> {
+    let id: CustomerId = id
+        .parse()
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid customer id: expected cus_<number>"))?;
+    let found = state.with_store(|s| {
+        let Some(resolved) = s.resolve(id)? else {
+            return Ok(None);
+        };
+        Ok(s.customer(resolved.id)?.map(|c| (resolved, c)))
+    })?;
+    let (resolved, customer) =
+        found.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "customer not found"))?;
+    Ok(Json(CustomerResponse {
+        requested_id: resolved.alias,
+        customer,
+    }))
+}
+
+async fn lookup(
+    State(state): State<ApiState>,
+    query: Result<Query<LookupQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<LookupResponse>, ApiError> {
+    let Query(q) = query.map_err(|_| {
+        ApiError::new(StatusCode::BAD_REQUEST, "give exactly one of email, phone, external")
+    })?;
+    let (kind, raw) = match (q.email, q.phone, q.external) {
+        (Some(v), None, None) => (IdentifierKind::Email, v),
+        (None, Some(v), None) => (IdentifierKind::Phone, v),
+        (None, None, Some(v)) => (IdentifierKind::External, v),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "give exactly one of email, phone, external",
+            ));
+        }
+    };
+    let id = state
+        .inner
+        .normalizer
+        .normalize(&kind, &raw, None)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid {kind}: {e}")))?;
+    let customers = state.with_store(|s| {
+        let mut out = Vec::new();
+        for c in s.lookup(&id.kind, &id.value)? {
+            if let Some(p) = s.customer(c)? {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    })?;
+    if customers.is_empty() {
+        return Err(ApiError::new(StatusCode::NOT_FOUND, "no customer matches"));
+    }
+    Ok(Json(LookupResponse { customers }))
+}
+
+/// Serve the API on `listener` until `shutdown` completes, then drain in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

@@ -1,1 +1,216 @@
-fn main() {}
+//! The `onetruth` binary: CLI, config and wiring. Thin: the work happens in the library crates.
+
+mod config;
+mod demo;
+mod export;
+mod ingest;
+mod output;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use onetruth_model::{CustomerId, IdentifierKind};
+use onetruth_store::{Store, StoreOptions};
+
+use crate::config::Config;
+
+/// One customer, one truth: merge customer records from every system into one
+/// identity-resolved store and look anyone up by any identifier.
+#[derive(Parser)]
+#[command(name = "onetruth", version, about)]
+struct Cli {
+    /// The SQLite store file.
+    #[arg(long, global = true, env = "ONETRUTH_DB", value_name = "PATH")]
+    db: Option<PathBuf>,
+    /// Config file (TOML); `ONETRUTH__SECTION__KEY` environment variables override it.
+    #[arg(long, global = true, env = "ONETRUTH_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Ingest CSV / JSONL files (optionally .gz) through a connector manifest.
+    Ingest {
+        /// The connector manifest (TOML or YAML).
+        #[arg(long, value_name = "MANIFEST")]
+        connector: PathBuf,
+        /// Input files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// No progress bar, even on a terminal.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Find customers by identifier: email:x@y.z, phone:+14155552671, external:system:id.
+    Lookup {
+        /// KIND:VALUE
+        identifier: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a customer: golden profile with provenance, source records, recent events.
+    Show {
+        /// Customer id (cus_N); aliases resolve.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stream customers, links or events as JSONL or CSV.
+    Export {
+        what: export::What,
+        #[arg(long, default_value = "jsonl")]
+        format: export::Format,
+        /// Only customers changed after this changelog version (customers only).
+        #[arg(long, value_name = "VERSION")]
+        since: Option<i64>,
+        /// Write to a file instead of stdout.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Counts of customers, records, identifiers, events, quarantine and checkpoints.
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List quarantined records with their reasons.
+    Quarantine {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Serve the HTTP API.
+    Serve {
+        /// Listen address (default from config, 127.0.0.1:7700).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Ingest the bundled sample CRM, billing, helpdesk and phone data and serve the API.
+    Demo {
+        #[arg(long)]
+        listen: Option<String>,
+        /// Ingest only; do not serve.
+        #[arg(long)]
+        no_serve: bool,
+    },
+}
+
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(matches!(cli.command, Command::Serve { .. } | Command::Demo { .. }));
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(daemon: bool) {
+    let default = if daemon { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ONETRUTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+pub(crate) fn open_store(cfg: &Config) -> anyhow::Result<Store> {
+    Store::open(&cfg.db, store_options(cfg, false)).context("cannot open the store")
+}
+
+pub(crate) fn open_store_read(cfg: &Config) -> anyhow::Result<Store> {
+    Store::open(&cfg.db, store_options(cfg, true)).context("cannot open the store")
+}
+
+pub(crate) fn store_options(cfg: &Config, read_only: bool) -> StoreOptions {
+    StoreOptions {
+        policy: cfg.policy.clone(),
+        read_only,
+        cache_mib: cfg.cache_mib,
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let cfg = Config::load(cli.config.as_deref(), cli.db)?;
+    match cli.command {
+        Command::Ingest {
+            connector,
+            files,
+            quiet,
+        } => {
+            let connector = ingest::Connector::load(&connector, &cfg)?;
+            let report = ingest::ingest(&cfg, &connector, &files, !quiet)?;
+            println!("{}", report.line());
+        }
+        Command::Lookup { identifier, json } => {
+            let (kind, value) = identifier
+                .split_once(':')
+                .context("write the identifier as KIND:VALUE, e.g. email:jane@example.com")?;
+            let kind = IdentifierKind::parse(kind)
+                .with_context(|| format!("unknown identifier kind `{kind}`"))?;
+            let id = cfg
+                .normalizer
+                .normalize(&kind, value, None)
+                .with_context(|| format!("invalid {kind}"))?;
+            let store = open_store_read(&cfg)?;
+            let ids = store.lookup(&id.kind, &id.value)?;
+            if ids.is_empty() {
+                eprintln!("no customer has {kind} {}", id.value);
+                return Ok(ExitCode::from(2));
+            }
+            let mut profiles = Vec::new();
+            for c in ids {
+                profiles.extend(store.customer(c)?);
+            }
+            output::print_lookup(&profiles, json)?;
+        }
+        Command::Show { id, json } => {
+            let id: CustomerId = id.parse().map_err(anyhow::Error::msg)?;
+            let store = open_store_read(&cfg)?;
+            let Some(resolved) = store.resolve(id)? else {
+                eprintln!("no customer {id}");
+                return Ok(ExitCode::from(2));
+            };
+            let profile = store
+                .customer(resolved.id)?
+                .with_context(|| format!("customer {} vanished while reading", resolved.id))?;
+            output::print_profile(&profile, resolved.alias, json)?;
+        }
+        Command::Export {
+            what,
+            format,
+            since,
+            output,
+        } => {
+            let store = open_store_read(&cfg)?;
+            let n = export::export(&store, what, format, since, output.as_deref())?;
+            eprintln!("exported {n} rows");
+        }
+        Command::Stats { json } => {
+            let store = open_store_read(&cfg)?;
+            output::print_stats(&store.stats()?, json)?;
+        }
+        Command::Quarantine { limit } => {
+            let store = open_store_read(&cfg)?;
+            output::print_quarantine(&store.quarantined(limit)?)?;
+        }
+        Command::Serve { listen } => {
+            // Create or migrate the store first, so readers find a schema.
+            drop(open_store(&cfg)?);
+            serve::serve(&cfg, listen.as_deref())?;
+        }
+        Command::Demo { listen, no_serve } => {
+            demo::run(&cfg, listen.as_deref(), no_serve)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,198 @@
+//! Daemon configuration: a TOML file plus `ONETRUTH__SECTION__KEY` environment overrides,
+//! parsed into [`RawConfig`] and validated into [`Config`], reporting every error at once.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use onetruth_model::{IdentifierKind, Normalizer, PhoneRegion};
+use onetruth_resolve::IdentifierPolicy;
+use serde::Deserialize;
+
+/// The config file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub store: RawStore,
+    pub identifiers: RawIdentifiers,
+    pub api: RawApi,
+    pub ingest: RawIngest,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawStore {
+    /// Path of the SQLite file (default `./onetruth.db`; `--db` wins).
+    pub path: Option<PathBuf>,
+    /// SQLite page cache per connection, MiB (default 256).
+    pub cache_mib: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawIdentifiers {
+    /// Region for phone numbers without a country code, ISO 3166 alpha-2 (default `US`).
+    pub default_region: Option<String>,
+    /// Custom identifier kinds manifests may use, e.g. `["loyalty_card"]`.
+    pub custom_kinds: Vec<String>,
+    /// Extra placeholder values that never link: `kind:value`, `email:local@*`, `email:*@domain`.
+    pub blocklist: Vec<String>,
+    /// Include the shipped placeholder list (default true).
+    pub default_blocklist: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawApi {
+    /// Address the HTTP API listens on (default `127.0.0.1:7700`).
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawIngest {
+    /// Records per store transaction (default 5000).
+    pub batch_size: Option<usize>,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub db: PathBuf,
+    pub cache_mib: u32,
+    pub normalizer: Normalizer,
+    pub policy: IdentifierPolicy,
+    pub listen: SocketAddr,
+    pub batch_size: usize,
+}
+
+impl Config {
+    /// Load `file` (if any) plus environment overrides; `db` overrides `store.path`.
+    pub fn load(file: Option<&Path>, db: Option<PathBuf>) -> anyhow::Result<Config> {
+        let mut builder = config::Config::builder();
+        if let Some(f) = file {
+            if !f.exists() {
+                bail!("config file {} does not exist", f.display());
+            }
+            builder = builder.add_source(config::File::from(f).required(true));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("ONETRUTH")
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("identifiers.custom_kinds")
+                .with_list_parse_key("identifiers.blocklist")
+                .try_parsing(true),
+        );
+        let origin = file
+            .map(|f| f.display().to_string())
+            .unwrap_or_else(|| "environment".into());
+        let raw: RawConfig = builder
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .with_context(|| format!("config {origin}"))?;
+        raw.validate(db).map_err(|errors| {
+            anyhow::anyhow!("config {origin}: {}", errors.join("; "))
+        })
+    }
+}
+
+impl RawConfig {
+    /// Check everything, collecting every error.
+    pub fn validate(self, db: Option<PathBuf>) -> Result<Config, Vec<String>> {
+        let mut errors = Vec::new();
+        let region = match &self.identifiers.default_region {
+            None => PhoneRegion::default(),
+            Some(r) => r.parse().unwrap_or_else(|e| {
+                errors.push(format!("identifiers.default_region: {e}"));
+                PhoneRegion::default()
+            }),
+        };
+        for k in &self.identifiers.custom_kinds {
+            match IdentifierKind::parse(k) {
+                Some(IdentifierKind::Custom(_)) => {}
+                Some(_) => errors.push(format!("identifiers.custom_kinds: `{k}` is a built-in kind")),
+                None => errors.push(format!(
+                    "identifiers.custom_kinds: `{k}` must be lowercase letters, digits and `_`"
+                )),
+            }
+        }
+        let policy = IdentifierPolicy::new(
+            self.identifiers.blocklist.iter().map(String::as_str),
+            self.identifiers.default_blocklist.unwrap_or(true),
+        )
+        .unwrap_or_else(|errs| {
+            errors.extend(errs.into_iter().map(|e| format!("identifiers.blocklist: {e}")));
+            IdentifierPolicy::default()
+        });
+        let listen_text = self.api.listen.as_deref().unwrap_or("127.0.0.1:7700");
+        let listen = listen_text.parse().unwrap_or_else(|_| {
+            errors.push(format!("api.listen: `{listen_text}` is not an address like 127.0.0.1:7700"));
+            SocketAddr::from(([127, 0, 0, 1], 7700))
+        });
+        let batch_size = self.ingest.batch_size.unwrap_or(5000);
+        if batch_size == 0 {
+            errors.push("ingest.batch_size: must be at least 1".into());
+        }
+        let cache_mib = self.store.cache_mib.unwrap_or(256);
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Config {
+            db: db
+                .or(self.store.path)
+                .unwrap_or_else(|| PathBuf::from("onetruth.db")),
+            cache_mib,
+            normalizer: Normalizer::new(region, self.identifiers.custom_kinds),
+            policy,
+            listen,
+            batch_size,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_is_reported_at_once() {
+        let raw = RawConfig {
+            identifiers: RawIdentifiers {
+                default_region: Some("XX".into()),
+                custom_kinds: vec!["email".into(), "Bad".into()],
+                blocklist: vec!["nokind".into()],
+                default_blocklist: None,
+            },
+            api: RawApi {
+                listen: Some("nowhere".into()),
+            },
+            ingest: RawIngest { batch_size: Some(0) },
+            ..Default::default()
+        };
+        let errors = raw.validate(None).unwrap_err();
+        assert_eq!(errors.len(), 6, "{errors:?}");
+        assert!(errors[0].starts_with("identifiers.default_region"));
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("onetruth.toml");
+        std::fs::write(&f, "[store]\npaht = \"x.db\"\n").unwrap();
+        let err = format!("{:#}", Config::load(Some(&f), None).unwrap_err());
+        assert!(err.contains("paht"), "{err}");
+        assert!(err.contains("onetruth.toml"), "{err}");
+    }
+
+    #[test]
+    fn db_flag_wins_over_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("onetruth.toml");
+        std::fs::write(&f, "[store]\npath = \"a.db\"\n[identifiers]\ndefault_region = \"gb\"\n").unwrap();
+        let c = Config::load(Some(&f), Some("b.db".into())).unwrap();
+        assert_eq!(c.db, PathBuf::from("b.db"));
+        assert_eq!(c.normalizer.default_region(), "GB".parse().unwrap());
+    }
+}

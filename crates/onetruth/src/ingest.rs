@@ -1,0 +1,188 @@
+//! `onetruth ingest`: read files through a manifest, map, and apply batch by batch.
+//!
+//! Two threads: one reads and maps (CPU), the other applies to SQLite (IO), joined by a
+//! bounded channel so memory stays flat whatever the file size.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use onetruth_connect::{Manifest, Mapper, RawBody, Source};
+use onetruth_connector_file::{FileParams, FileSource};
+use onetruth_store::{ApplySummary, Batch, QuarantineEntry, Store};
+
+use crate::config::Config;
+
+/// What an ingest run did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IngestReport {
+    pub read: u64,
+    pub summary: ApplySummary,
+    pub elapsed: Duration,
+}
+
+impl IngestReport {
+    pub fn line(&self) -> String {
+        let secs = self.elapsed.as_secs_f64().max(1e-9);
+        format!(
+            "read {} / applied {} / unchanged {} / quarantined {} in {:.2}s ({:.0} records/s); customers created {}, merges {}",
+            self.read,
+            self.summary.applied,
+            self.summary.unchanged,
+            self.summary.quarantined,
+            secs,
+            self.read as f64 / secs,
+            self.summary.customers_created,
+            self.summary.merges,
+        )
+    }
+}
+
+/// A manifest loaded and validated against the config.
+pub struct Connector {
+    pub manifest: Manifest,
+    pub mapper: Mapper,
+    pub params: FileParams,
+}
+
+impl Connector {
+    pub fn load(path: &Path, cfg: &Config) -> anyhow::Result<Connector> {
+        let manifest = Manifest::load(path)?;
+        Self::from_manifest(manifest, path, cfg)
+    }
+
+    pub fn from_manifest(manifest: Manifest, path: &Path, cfg: &Config) -> anyhow::Result<Connector> {
+        match (
+            Mapper::new(&manifest, &cfg.normalizer),
+            FileParams::from_manifest(manifest.transport.as_ref()),
+        ) {
+            (Ok(mapper), Ok(params)) => Ok(Connector {
+                manifest,
+                mapper,
+                params,
+            }),
+            (mapper, params) => {
+                let mut errors = mapper.err().unwrap_or_default();
+                errors.extend(params.err());
+                bail!("manifest {}: {}", path.display(), errors.join("; "))
+            }
+        }
+    }
+}
+
+/// Ingest `files` with `connector` into the store.
+pub fn ingest(cfg: &Config, connector: &Connector, files: &[PathBuf], show_progress: bool) -> anyhow::Result<IngestReport> {
+    if files.is_empty() {
+        bail!("no input files: give one or more files after the manifest");
+    }
+    // Open every file before writing anything, so a typo in the last path fails fast.
+    let mut sources = Vec::new();
+    for f in files {
+        sources.push(FileSource::open(f, &connector.params).with_context(|| "cannot read input")?);
+    }
+    let total_bytes: u64 = sources.iter().filter_map(|s| s.progress()).map(|p| p.1).sum();
+    let bar = if show_progress && std::io::stderr().is_terminal() {
+        let bar = ProgressBar::new(total_bytes);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message(connector.manifest.source.clone());
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+
+    let mut store = crate::open_store(cfg)?;
+    let started = Instant::now();
+    let run_version = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0);
+    let connector_name = format!("file:{}", connector.manifest.source);
+    let (tx, rx) = mpsc::sync_channel::<Batch>(4);
+    let batch_size = cfg.batch_size;
+    let mut report = IngestReport::default();
+
+    let read = std::thread::scope(|scope| -> anyhow::Result<u64> {
+        let reader = scope.spawn(|| -> anyhow::Result<u64> {
+            let mut read = 0u64;
+            let mut done_bytes = 0u64;
+            for mut source in sources {
+                loop {
+                    let raws = source.read(batch_size).context("reading input")?;
+                    if raws.is_empty() {
+                        break;
+                    }
+                    read += raws.len() as u64;
+                    let batch = map_batch(connector, &connector_name, raws, run_version);
+                    if let Some((done, _)) = source.progress() {
+                        bar.set_position(done_bytes + done);
+                    }
+                    if tx.send(batch).is_err() {
+                        // The writer stopped on an error; it reports it.
+                        return Ok(read);
+                    }
+                }
+                done_bytes += source.progress().map(|p| p.1).unwrap_or(0);
+            }
+            drop(tx);
+            Ok(read)
+        });
+        let written = apply_all(&mut store, rx, &mut report.summary);
+        let read = reader
+            .join()
+            .map_err(|_| anyhow::anyhow!("reader thread panicked"))??;
+        written?;
+        Ok(read)
+    })?;
+    bar.finish_and_clear();
+    report.read = read;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+fn apply_all(store: &mut Store, rx: mpsc::Receiver<Batch>, summary: &mut ApplySummary) -> anyhow::Result<()> {
+    for batch in rx {
+        *summary += store.apply(batch).context("writing to the store")?;
+    }
+    Ok(())
+}
+
+/// Map raw records; failures become quarantine entries with the raw payload and the reason.
+pub fn map_batch(
+    connector: &Connector,
+    connector_name: &str,
+    raws: Vec<onetruth_connect::RawRecord>,
+    run_version: i64,
+) -> Batch {
+    let mut batch = Batch {
+        connector: connector_name.to_string(),
+        records: Vec::with_capacity(raws.len()),
+        quarantine: Vec::new(),
+        checkpoint: raws.last().map(|r| r.position.0.clone()),
+    };
+    for raw in raws {
+        match connector.mapper.map(&raw, run_version) {
+            Ok(record) => batch.records.push(record),
+            Err(e) => {
+                let text = match raw.body {
+                    RawBody::Parsed(obj) => serde_json::Value::Object(obj).to_string(),
+                    RawBody::Malformed { text, .. } => text,
+                };
+                tracing::debug!(position = %raw.position, reason = %e, "record quarantined");
+                batch.quarantine.push(QuarantineEntry {
+                    source: connector.manifest.source.clone(),
+                    position: raw.position.0,
+                    raw: text,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    batch
+}

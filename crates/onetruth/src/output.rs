@@ -1,0 +1,133 @@
+//! Human and JSON output for `show`, `lookup`, `stats` and `quarantine`.
+
+use std::io::Write;
+
+use onetruth_model::CustomerId;
+use onetruth_resolve::Valued;
+use onetruth_store::{CustomerProfile, Quarantined, Stats};
+
+fn out() -> std::io::BufWriter<std::io::StdoutLock<'static>> {
+    std::io::BufWriter::new(std::io::stdout().lock())
+}
+
+pub fn print_lookup(profiles: &[CustomerProfile], json: bool) -> anyhow::Result<()> {
+    let mut w = out();
+    if json {
+        serde_json::to_writer_pretty(&mut w, profiles)?;
+        writeln!(w)?;
+        return Ok(());
+    }
+    for p in profiles {
+        let name = p.golden.full_name.as_ref().map(|v| v.value.as_str()).unwrap_or("(no name)");
+        let sources: Vec<String> = p.records.iter().map(|r| format!("{}:{}", r.source, r.source_id)).collect();
+        writeln!(w, "{}\t{}\t{} records: {}", p.id, name, p.records.len(), sources.join(", "))?;
+    }
+    Ok(())
+}
+
+fn prov<T>(v: &Valued<T>) -> String {
+    format!("{}:{} v{}", v.provenance.source, v.provenance.source_id, v.provenance.version)
+}
+
+pub fn print_profile(p: &CustomerProfile, alias: Option<CustomerId>, json: bool) -> anyhow::Result<()> {
+    let mut w = out();
+    if json {
+        let mut v = serde_json::to_value(p)?;
+        if let (Some(a), Some(obj)) = (alias, v.as_object_mut()) {
+            obj.insert("requested_id".into(), serde_json::Value::String(a.to_string()));
+        }
+        serde_json::to_writer_pretty(&mut w, &v)?;
+        writeln!(w)?;
+        return Ok(());
+    }
+    write!(w, "{}", p.id)?;
+    if let Some(a) = alias {
+        write!(w, " (you asked for {a}, merged into {})", p.id)?;
+    }
+    writeln!(w, "  version {}", p.version)?;
+    if !p.aliases.is_empty() {
+        let a: Vec<String> = p.aliases.iter().map(ToString::to_string).collect();
+        writeln!(w, "aliases: {}", a.join(", "))?;
+    }
+    writeln!(w, "\ngolden profile")?;
+    let g = &p.golden;
+    let fields = [
+        ("given_name", &g.given_name),
+        ("family_name", &g.family_name),
+        ("full_name", &g.full_name),
+        ("birth_date", &g.birth_date),
+        ("company", &g.company),
+    ];
+    for (name, v) in fields {
+        if let Some(v) = v {
+            writeln!(w, "  {name:<12} {:<32} {}", v.value, prov(v))?;
+        }
+    }
+    if let Some(a) = &g.address {
+        let parts: Vec<&str> = [&a.value.line1, &a.value.line2, &a.value.city, &a.value.region, &a.value.postal_code, &a.value.country]
+            .into_iter()
+            .filter_map(|s| s.as_deref())
+            .collect();
+        writeln!(w, "  {:<12} {:<32} {}", "address", parts.join(", "), prov(a))?;
+    }
+    for (k, v) in &g.traits {
+        writeln!(w, "  {k:<12} {:<32} {}", v.value.to_string(), prov(v))?;
+    }
+    writeln!(w, "\nidentifiers")?;
+    for id in &g.identifiers {
+        let flag = if id.value.linkable { "" } else { "  (placeholder, not linked)" };
+        writeln!(w, "  {:<9} {:<32} {}{flag}", id.value.kind.as_str(), id.value.value, prov(id))?;
+    }
+    writeln!(w, "\nsource records ({})", p.records.len())?;
+    for r in &p.records {
+        let name = r.attributes.full_name.as_deref().unwrap_or("");
+        writeln!(w, "  {}:{}  v{}  {name}", r.source, r.source_id, r.version)?;
+        for f in &r.attributes.flagged {
+            writeln!(w, "    flagged {}: {:?} ({})", f.kind, f.original, f.reason)?;
+        }
+    }
+    if !p.events.is_empty() {
+        writeln!(w, "\nrecent events")?;
+        for e in &p.events {
+            writeln!(w, "  {}  {:<8} {}:{}  {}", e.occurred_at, e.kind, e.source, e.source_id, e.data)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn print_stats(s: &Stats, json: bool) -> anyhow::Result<()> {
+    let mut w = out();
+    if json {
+        serde_json::to_writer_pretty(&mut w, s)?;
+        writeln!(w)?;
+        return Ok(());
+    }
+    writeln!(w, "customers              {}", s.customers)?;
+    writeln!(w, "aliases (merged ids)   {}", s.aliases)?;
+    writeln!(w, "source records         {}", s.records)?;
+    for (src, n) in &s.records_by_source {
+        writeln!(w, "  {src:<20} {n}")?;
+    }
+    writeln!(w, "deleted records        {}", s.deleted_records)?;
+    writeln!(w, "identifiers            {}", s.identifiers)?;
+    writeln!(w, "  placeholders         {}", s.placeholder_identifiers)?;
+    writeln!(w, "links (evidence)       {}", s.links)?;
+    writeln!(w, "events                 {}", s.events)?;
+    writeln!(w, "quarantined            {}", s.quarantined)?;
+    writeln!(w, "changelog version      {}", s.changelog_version)?;
+    for (c, p) in &s.checkpoints {
+        writeln!(w, "checkpoint {c}: {p}")?;
+    }
+    Ok(())
+}
+
+pub fn print_quarantine(rows: &[Quarantined]) -> anyhow::Result<()> {
+    let mut w = out();
+    for q in rows {
+        writeln!(w, "{}  {}  {}\n  raw: {}", q.source, q.position, q.reason, q.raw)?;
+    }
+    if rows.is_empty() {
+        writeln!(w, "quarantine is empty")?;
+    }
+    Ok(())
+}
