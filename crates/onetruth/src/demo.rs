@@ -66,12 +66,19 @@ fn national_format(e164: &str) -> String {
     }
 }
 
-/// The customer stitched from the most sources, preferring ones with an email and a phone.
+/// A customer stitched from as many sources as possible with as few records as possible (a
+/// record count far above the source count smells of a shared switchboard number, which
+/// identifier stitching alone cannot tell apart), preferring ones with an email and a phone.
 fn best_example(store: &onetruth_store::Store) -> anyhow::Result<Option<CustomerExport>> {
-    let mut best: Option<(usize, CustomerExport)> = None;
+    let mut best: Option<(i64, CustomerExport)> = None;
     store.for_each_customer(None, |c| -> Result<(), StoreError> {
         let has = |k: IdentifierKind| c.golden.identifiers.iter().any(|i| i.value.kind == k && i.value.linkable);
-        let score = c.records * 4 + usize::from(has(IdentifierKind::Email)) * 2 + usize::from(has(IdentifierKind::Phone)) * 2;
+        let mut sources: Vec<&str> = c.golden.identifiers.iter().map(|i| i.provenance.source.as_str()).collect();
+        sources.sort_unstable();
+        sources.dedup();
+        let score = sources.len() as i64 * 10 - c.records as i64
+            + 3 * i64::from(has(IdentifierKind::Email))
+            + 3 * i64::from(has(IdentifierKind::Phone));
         if best.as_ref().is_none_or(|(s, _)| score > *s) {
             best = Some((score, c));
         }

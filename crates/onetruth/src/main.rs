@@ -106,11 +106,29 @@ fn main() -> ExitCode {
     init_tracing(matches!(cli.command, Command::Serve { .. } | Command::Demo { .. }));
     match run(cli) {
         Ok(code) => code,
+        // `onetruth export ... | head` is not an error.
+        Err(e) if e.chain().any(is_broken_pipe) => {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    use std::io::ErrorKind::BrokenPipe;
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        return io.kind() == BrokenPipe;
+    }
+    if let Some(json) = e.downcast_ref::<serde_json::Error>() {
+        return json.io_error_kind() == Some(BrokenPipe);
+    }
+    if let Some(csv::ErrorKind::Io(io)) = e.downcast_ref::<csv::Error>().map(|c| c.kind()) {
+        return io.kind() == BrokenPipe;
+    }
+    false
 }
 
 fn init_tracing(daemon: bool) {

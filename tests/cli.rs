@@ -1,0 +1,173 @@
+//! End to end: the real binary ingests files into a temp store, looks customers up, exports.
+
+mod common;
+
+use common::{demo_dir, ok, onetruth};
+
+const MANIFEST: &str = r#"
+source = "shop"
+[record]
+id = "id"
+version = { field = "updated" }
+[[identifiers]]
+kind = "email"
+value = "email"
+[[identifiers]]
+kind = "phone"
+value = "phone"
+[attributes]
+name = { value = "name" }
+"#;
+
+const CRM_MANIFEST: &str = r#"
+source = "crm"
+[record]
+id = "contact_id"
+[[identifiers]]
+kind = "email"
+value = "contact.email"
+[attributes]
+given_name = "contact.first"
+family_name = "contact.last"
+"#;
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn ingest_merges_across_sources_lookup_and_export_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let shop = write(dir.path(), "shop.toml", MANIFEST);
+    let crm = write(dir.path(), "crm.toml", CRM_MANIFEST);
+    let shop_csv = write(
+        dir.path(),
+        "shop.csv",
+        "id,updated,email,phone,name\n\
+         s1,1,Jane@Example.com,(415) 555-2671,Jane Doe\n\
+         s2,1,test@test.com,,Ann Placeholder\n\
+         s3,1,bad row\n\
+         s4,1,test@test.com,,Ben Placeholder\n",
+    );
+    let crm_jsonl = write(
+        dir.path(),
+        "crm.jsonl",
+        "{\"contact_id\":\"c1\",\"contact\":{\"email\":\" jane@example.com \",\"first\":\"Jane\",\"last\":\"Doe\"}}\n\
+         {\"contact_id\":\"c2\",\"contact\":{\"email\":\"bob@example.com\",\"first\":\"Bob\",\"last\":\"Roe\"}}\n",
+    );
+
+    let r = ok(&db, &["ingest", "--connector", &shop, &shop_csv]);
+    assert!(r.stdout.contains("read 4 / applied 3 / unchanged 0 / quarantined 1"), "{}", r.stdout);
+    let r = ok(&db, &["ingest", "--connector", &crm, &crm_jsonl]);
+    assert!(r.stdout.contains("applied 2"), "{}", r.stdout);
+
+    // Jane is one customer across both sources, found by email or by phone in any format.
+    let by_email = ok(&db, &["lookup", "email:JANE@example.com"]).stdout;
+    let jane = by_email.split('\t').next().unwrap().to_string();
+    assert!(jane.starts_with("cus_"), "{by_email}");
+    assert!(by_email.contains("2 records"), "{by_email}");
+    let by_phone = ok(&db, &["lookup", "phone:+1 415-555-2671"]).stdout;
+    assert!(by_phone.starts_with(&jane), "{by_phone}");
+
+    // Placeholders link no one.
+    let placeholder = onetruth(&db, &["lookup", "email:test@test.com"]);
+    assert_eq!(placeholder.status, 2);
+
+    // One link row per source record, with source, source_id, customer_id.
+    let links = ok(&db, &["export", "links", "--format", "csv"]).stdout;
+    let rows: Vec<&str> = links.lines().collect();
+    assert_eq!(rows[0], "source,source_id,customer_id");
+    assert_eq!(rows.len(), 1 + 5, "{links}");
+    assert!(rows.contains(&format!("crm,c1,{jane}").as_str()), "{links}");
+    assert!(rows.contains(&format!("shop,s1,{jane}").as_str()), "{links}");
+    let distinct: std::collections::BTreeSet<&str> = rows[1..].iter().map(|r| r.rsplit(',').next().unwrap()).collect();
+    assert_eq!(distinct.len(), 4, "jane, bob and two placeholder people: {links}");
+
+    let jsonl = ok(&db, &["export", "customers", "--format", "jsonl"]).stdout;
+    assert_eq!(jsonl.lines().count(), 4);
+    let first: serde_json::Value = serde_json::from_str(jsonl.lines().next().unwrap()).unwrap();
+    assert!(first["golden"]["identifiers"].is_array());
+
+    // Re-ingesting the same files changes nothing: no applied records, no new changelog.
+    let before = ok(&db, &["stats", "--json"]).stdout;
+    let r = ok(&db, &["ingest", "--connector", &shop, &shop_csv]);
+    assert!(r.stdout.contains("applied 0 / unchanged 3"), "{}", r.stdout);
+    // The CRM manifest has no version field: unchanged content is detected by comparison.
+    let r = ok(&db, &["ingest", "--connector", &crm, &crm_jsonl]);
+    assert!(r.stdout.contains("applied 0 / unchanged 2"), "{}", r.stdout);
+    let after = ok(&db, &["stats", "--json"]).stdout;
+    let (b, a): (serde_json::Value, serde_json::Value) =
+        (serde_json::from_str(&before).unwrap(), serde_json::from_str(&after).unwrap());
+    for key in ["customers", "records", "changelog_version", "links", "quarantined"] {
+        assert_eq!(b[key], a[key], "{key} unchanged by re-ingest");
+    }
+
+    // The malformed row is in quarantine with its raw text and reason.
+    let q = ok(&db, &["quarantine"]).stdout;
+    assert!(q.contains("shop.csv:4") && q.contains("csv row has 3 fields, header has 5"), "{q}");
+    assert!(q.contains("bad row"), "{q}");
+
+    // show prints the golden profile with provenance and every source record.
+    let show = ok(&db, &["show", &jane]).stdout;
+    assert!(show.contains("Jane") && show.contains("crm:c1") && show.contains("shop:s1"), "{show}");
+}
+
+#[test]
+fn ingest_the_bundled_demo_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let demo = demo_dir();
+    for (m, f) in [("crm.toml", "crm.csv"), ("billing.toml", "billing.jsonl"), ("helpdesk.toml", "helpdesk.csv"), ("calls.toml", "calls.csv")] {
+        ok(&db, &["ingest", "--connector", demo.join(m).to_str().unwrap(), demo.join(f).to_str().unwrap()]);
+    }
+    let stats: serde_json::Value = serde_json::from_str(&ok(&db, &["stats", "--json"]).stdout).unwrap();
+    assert_eq!(stats["quarantined"], 3, "one bad row per broken demo file: {stats}");
+    assert!(stats["events"].as_i64().unwrap() > 400, "{stats}");
+    let customers = stats["customers"].as_i64().unwrap();
+    assert!((250..=400).contains(&customers), "{stats}");
+    // Every calls.csv record is an event, not a customer.
+    let links = ok(&db, &["export", "links"]).stdout;
+    assert!(!links.contains("\"source\":\"calls\""), "calls are not identities");
+    let events = ok(&db, &["export", "events", "--format", "csv"]).stdout;
+    let attached = events.lines().skip(1).filter(|l| l.starts_with("cus_")).count();
+    assert!(attached > 300, "most events attach to a customer: {attached}");
+}
+
+#[test]
+fn bad_input_gives_one_clear_line_and_a_nonzero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let data = write(dir.path(), "d.csv", "id,email\n1,a@b.com\n");
+
+    let typo = write(dir.path(), "typo.toml", &MANIFEST.replace("[record]", "[record]\nidd = \"x\""));
+    let r = onetruth(&db, &["ingest", "--connector", &typo, &data]);
+    assert_eq!(r.status, 1);
+    assert!(r.stderr.contains("typo.toml") && r.stderr.contains("idd"), "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    assert!(!r.stderr.contains("panicked"));
+
+    let shop = write(dir.path(), "shop.toml", MANIFEST);
+    let r = onetruth(&db, &["ingest", "--connector", &shop, "/nonexistent/file.csv"]);
+    assert_eq!(r.status, 1);
+    assert!(r.stderr.contains("/nonexistent/file.csv"), "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+
+    let r = onetruth(&db, &["lookup", "nonsense"]);
+    assert_eq!(r.status, 1);
+    assert!(r.stderr.contains("KIND:VALUE"), "{}", r.stderr);
+
+    // A store written by a newer onetruth is refused, not guessed at.
+    ok(&db, &["ingest", "--connector", &shop, &data]);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.pragma_update(None, "user_version", 999).unwrap();
+    drop(conn);
+    let r = onetruth(&db, &["stats"]);
+    assert_eq!(r.status, 1);
+    assert!(r.stderr.contains("newer onetruth"), "{}", r.stderr);
+    let r = onetruth(&db, &["ingest", "--connector", &shop, &data]);
+    assert_eq!(r.status, 1);
+    assert!(r.stderr.contains("newer onetruth"), "{}", r.stderr);
+}
