@@ -18,7 +18,7 @@ pub struct Manifest {
     /// Name of the source system (`crm`, `billing`...); becomes `source` on every record.
     /// Lowercase letters, digits, `_` and `-`.
     pub source: String,
-    /// Human description of the source, shown by `connector check`.
+    /// Human description of the source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     /// Default region for phone numbers without a country code (ISO 3166 alpha-2); overrides
@@ -192,24 +192,16 @@ fn yes() -> bool {
 
 /// Where a value comes from: a path (`"Email"`, `"contact.emails.0"`) as shorthand, or a table
 /// with exactly one of `field`, `template`, `const`, plus optional `format` and `default`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(extend("anyOf" = [{"type": "string"}, {"type": "object"}]))]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct FieldSpec {
-    /// Path into the record: keys separated by `.`, array indexes as numbers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
-    /// Text with `{path}` placeholders, e.g. `"{first} {last}"`; whitespace is collapsed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
-    /// A constant value.
     #[serde(default, rename = "const", skip_serializing_if = "Option::is_none")]
     pub constant: Option<String>,
-    /// Input date/time format for dates and timestamps (chrono syntax, or `rfc3339`, `unix`,
-    /// `unix_ms`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
-    /// Value used when the source value is missing or empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<String>,
 }
@@ -223,19 +215,42 @@ impl FieldSpec {
     }
 }
 
-#[derive(Deserialize)]
+/// The table form of a [`FieldSpec`].
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct FieldSpecTable {
+    /// Path into the record: keys separated by `.`, array indexes as numbers.
     #[serde(default)]
     field: Option<String>,
+    /// Text with `{path}` placeholders, e.g. `"{first} {last}"`; whitespace is collapsed.
     #[serde(default)]
     template: Option<String>,
+    /// A constant value.
     #[serde(default, rename = "const")]
     constant: Option<String>,
+    /// Input date/time format for dates and timestamps (chrono syntax, or `rfc3339`, `unix`,
+    /// `unix_ms`).
     #[serde(default)]
     format: Option<String>,
+    /// Value used when the source value is missing or empty.
     #[serde(default)]
     default: Option<String>,
+}
+
+impl JsonSchema for FieldSpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "FieldSpec".into()
+    }
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let table = generator.subschema_for::<FieldSpecTable>();
+        schemars::json_schema!({
+            "description": "Where a value comes from: a field path as shorthand, or a table with exactly one of `field`, `template`, `const`, plus optional `format` and `default`.",
+            "anyOf": [
+                { "type": "string", "description": "Path into the record: keys separated by `.`, array indexes as numbers." },
+                table
+            ]
+        })
+    }
 }
 
 // A string is shorthand for `{ field = "..." }`; a table is read strictly so an unknown key is
