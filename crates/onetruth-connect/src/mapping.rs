@@ -122,7 +122,7 @@ struct Field {
 struct Compiled {
     id: Field,
     version: Option<(Vec<String>, String, VersionKind)>,
-    delete_when: Option<(Vec<String>, String)>,
+    delete_when: Option<(Vec<String>, String, String)>,
     identifiers: Vec<CompiledIdentifier>,
     given: Option<Field>,
     family: Option<Field>,
@@ -276,11 +276,13 @@ impl Mapper {
             };
             Some((split_path(&v.field), v.field.clone(), kind))
         });
-        let delete_when = m
-            .record
-            .delete_when
-            .as_ref()
-            .map(|d| (split_path(&d.field), d.equals.to_lowercase()));
+        let delete_when = m.record.delete_when.as_ref().map(|d| {
+            (
+                split_path(&d.field),
+                d.field.clone(),
+                d.equals.to_lowercase(),
+            )
+        });
 
         let mut identifiers = Vec::new();
         for (i, spec) in m.identifiers.iter().enumerate() {
@@ -446,8 +448,8 @@ impl Mapper {
             }
         };
         let op = match &c.delete_when {
-            Some((path, equals)) => {
-                let hit = lookup(obj, path, "")
+            Some((path, whole, equals)) => {
+                let hit = lookup(obj, path, whole)
                     .and_then(scalar_text)
                     .is_some_and(|v| v.to_lowercase() == *equals);
                 if hit { Op::Delete } else { Op::Upsert }
@@ -639,18 +641,22 @@ fn raw_value<'a>(
         Value_::Const(c) => Some(Cow::Owned(Value::String(c.clone()))),
         Value_::Template(parts) => {
             let mut out = String::new();
+            // A template with placeholders but no value for any of them is absent (not its
+            // literal text: `{a}-{b}` must not make every such record's id `-`).
+            let mut filled = !parts.iter().any(|p| matches!(p, TemplatePart::Path(..)));
             for p in parts {
                 match p {
                     TemplatePart::Text(t) => out.push_str(t),
                     TemplatePart::Path(path, whole) => {
                         if let Some(v) = lookup(obj, path, whole).and_then(scalar_text) {
                             out.push_str(&v);
+                            filled = true;
                         }
                     }
                 }
             }
             let collapsed = out.split_whitespace().collect::<Vec<_>>().join(" ");
-            (!collapsed.is_empty()).then(|| Cow::Owned(Value::String(collapsed)))
+            (filled && !collapsed.is_empty()).then(|| Cow::Owned(Value::String(collapsed)))
         }
     })
 }
@@ -709,7 +715,7 @@ fn values(
         Value::Array(a) => a.iter().filter_map(scalar_text).collect(),
         other => scalar_text(other).into_iter().collect(),
     };
-    Ok(match split {
+    let items: Vec<String> = match split {
         Some(sep) => items
             .iter()
             .flat_map(|s| s.split(sep))
@@ -717,6 +723,12 @@ fn values(
             .filter(|s| !s.is_empty())
             .collect(),
         None => items,
+    };
+    // Empty counts as missing, as for every other field.
+    Ok(if items.is_empty() {
+        f.default.clone().into_iter().collect()
+    } else {
+        items
     })
 }
 
