@@ -60,7 +60,12 @@ fn ingest_merges_across_sources_lookup_and_export_links() {
     );
 
     let r = ok(&db, &["ingest", "--connector", &shop, &shop_csv]);
-    assert!(r.stdout.contains("read 4 / applied 3 / unchanged 0 / quarantined 1"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("read 4 / applied 3 / unchanged 0 / quarantined 1"),
+        "{}",
+        r.stdout
+    );
     let r = ok(&db, &["ingest", "--connector", &crm, &crm_jsonl]);
     assert!(r.stdout.contains("applied 2"), "{}", r.stdout);
 
@@ -82,9 +87,19 @@ fn ingest_merges_across_sources_lookup_and_export_links() {
     assert_eq!(rows[0], "source,source_id,customer_id");
     assert_eq!(rows.len(), 1 + 5, "{links}");
     assert!(rows.contains(&format!("crm,c1,{jane}").as_str()), "{links}");
-    assert!(rows.contains(&format!("shop,s1,{jane}").as_str()), "{links}");
-    let distinct: std::collections::BTreeSet<&str> = rows[1..].iter().map(|r| r.rsplit(',').next().unwrap()).collect();
-    assert_eq!(distinct.len(), 4, "jane, bob and two placeholder people: {links}");
+    assert!(
+        rows.contains(&format!("shop,s1,{jane}").as_str()),
+        "{links}"
+    );
+    let distinct: std::collections::BTreeSet<&str> = rows[1..]
+        .iter()
+        .map(|r| r.rsplit(',').next().unwrap())
+        .collect();
+    assert_eq!(
+        distinct.len(),
+        4,
+        "jane, bob and two placeholder people: {links}"
+    );
 
     let jsonl = ok(&db, &["export", "customers", "--format", "jsonl"]).stdout;
     assert_eq!(jsonl.lines().count(), 4);
@@ -99,20 +114,34 @@ fn ingest_merges_across_sources_lookup_and_export_links() {
     let r = ok(&db, &["ingest", "--connector", &crm, &crm_jsonl]);
     assert!(r.stdout.contains("applied 0 / unchanged 2"), "{}", r.stdout);
     let after = ok(&db, &["stats", "--json"]).stdout;
-    let (b, a): (serde_json::Value, serde_json::Value) =
-        (serde_json::from_str(&before).unwrap(), serde_json::from_str(&after).unwrap());
-    for key in ["customers", "records", "changelog_version", "links", "quarantined"] {
+    let (b, a): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_str(&before).unwrap(),
+        serde_json::from_str(&after).unwrap(),
+    );
+    for key in [
+        "customers",
+        "records",
+        "changelog_version",
+        "links",
+        "quarantined",
+    ] {
         assert_eq!(b[key], a[key], "{key} unchanged by re-ingest");
     }
 
     // The malformed row is in quarantine with its raw text and reason.
     let q = ok(&db, &["quarantine"]).stdout;
-    assert!(q.contains("shop.csv:4") && q.contains("csv row has 3 fields, header has 5"), "{q}");
+    assert!(
+        q.contains("shop.csv:4") && q.contains("csv row has 3 fields, header has 5"),
+        "{q}"
+    );
     assert!(q.contains("bad row"), "{q}");
 
     // show prints the golden profile with provenance and every source record.
     let show = ok(&db, &["show", &jane]).stdout;
-    assert!(show.contains("Jane") && show.contains("crm:c1") && show.contains("shop:s1"), "{show}");
+    assert!(
+        show.contains("Jane") && show.contains("crm:c1") && show.contains("shop:s1"),
+        "{show}"
+    );
 }
 
 #[test]
@@ -120,20 +149,47 @@ fn ingest_the_bundled_demo_sources() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("t.db");
     let demo = demo_dir();
-    for (m, f) in [("crm.toml", "crm.csv"), ("billing.toml", "billing.jsonl"), ("helpdesk.toml", "helpdesk.csv"), ("calls.toml", "calls.csv")] {
-        ok(&db, &["ingest", "--connector", demo.join(m).to_str().unwrap(), demo.join(f).to_str().unwrap()]);
+    for (m, f) in [
+        ("crm.toml", "crm.csv"),
+        ("billing.toml", "billing.jsonl"),
+        ("helpdesk.toml", "helpdesk.csv"),
+        ("calls.toml", "calls.csv"),
+    ] {
+        ok(
+            &db,
+            &[
+                "ingest",
+                "--connector",
+                demo.join(m).to_str().unwrap(),
+                demo.join(f).to_str().unwrap(),
+            ],
+        );
     }
-    let stats: serde_json::Value = serde_json::from_str(&ok(&db, &["stats", "--json"]).stdout).unwrap();
-    assert_eq!(stats["quarantined"], 3, "one bad row per broken demo file: {stats}");
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(&db, &["stats", "--json"]).stdout).unwrap();
+    assert_eq!(
+        stats["quarantined"], 3,
+        "one bad row per broken demo file: {stats}"
+    );
     assert!(stats["events"].as_i64().unwrap() > 400, "{stats}");
     let customers = stats["customers"].as_i64().unwrap();
     assert!((250..=400).contains(&customers), "{stats}");
     // Every calls.csv record is an event, not a customer.
     let links = ok(&db, &["export", "links"]).stdout;
-    assert!(!links.contains("\"source\":\"calls\""), "calls are not identities");
+    assert!(
+        !links.contains("\"source\":\"calls\""),
+        "calls are not identities"
+    );
     let events = ok(&db, &["export", "events", "--format", "csv"]).stdout;
-    let attached = events.lines().skip(1).filter(|l| l.starts_with("cus_")).count();
-    assert!(attached > 300, "most events attach to a customer: {attached}");
+    let attached = events
+        .lines()
+        .skip(1)
+        .filter(|l| l.starts_with("cus_"))
+        .count();
+    assert!(
+        attached > 300,
+        "most events attach to a customer: {attached}"
+    );
 }
 
 #[test]
@@ -142,15 +198,26 @@ fn bad_input_gives_one_clear_line_and_a_nonzero_exit() {
     let db = dir.path().join("t.db");
     let data = write(dir.path(), "d.csv", "id,email\n1,a@b.com\n");
 
-    let typo = write(dir.path(), "typo.toml", &MANIFEST.replace("[record]", "[record]\nidd = \"x\""));
+    let typo = write(
+        dir.path(),
+        "typo.toml",
+        &MANIFEST.replace("[record]", "[record]\nidd = \"x\""),
+    );
     let r = onetruth(&db, &["ingest", "--connector", &typo, &data]);
     assert_eq!(r.status, 1);
-    assert!(r.stderr.contains("typo.toml") && r.stderr.contains("idd"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("typo.toml") && r.stderr.contains("idd"),
+        "{}",
+        r.stderr
+    );
     assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
     assert!(!r.stderr.contains("panicked"));
 
     let shop = write(dir.path(), "shop.toml", MANIFEST);
-    let r = onetruth(&db, &["ingest", "--connector", &shop, "/nonexistent/file.csv"]);
+    let r = onetruth(
+        &db,
+        &["ingest", "--connector", &shop, "/nonexistent/file.csv"],
+    );
     assert_eq!(r.status, 1);
     assert!(r.stderr.contains("/nonexistent/file.csv"), "{}", r.stderr);
     assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);

@@ -44,6 +44,10 @@ pub fn onetruth(db: &Path, args: &[&str]) -> Run {
 /// Run and insist on success.
 pub fn ok(db: &Path, args: &[&str]) -> Run {
     let r = onetruth(db, args);
-    assert_eq!(r.status, 0, "onetruth {args:?} failed:\n{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        r.status, 0,
+        "onetruth {args:?} failed:\n{}\n{}",
+        r.stdout, r.stderr
+    );
     r
 }

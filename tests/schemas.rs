@@ -4,7 +4,9 @@
 use std::path::Path;
 
 fn check(name: &str, schema: serde_json::Value) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../schemas")
+        .join(name);
     let generated = serde_json::to_string_pretty(&schema).unwrap() + "\n";
     if std::env::var_os("UPDATE_SCHEMAS").is_some() {
         std::fs::write(&path, &generated).unwrap();
@@ -19,7 +21,10 @@ fn check(name: &str, schema: serde_json::Value) {
 
 #[test]
 fn source_record_schema_is_current() {
-    check("source-record.schema.json", onetruth_model::source_record_schema());
+    check(
+        "source-record.schema.json",
+        onetruth_model::source_record_schema(),
+    );
 }
 
 #[test]
@@ -30,8 +35,16 @@ fn manifest_schema_is_current() {
 #[test]
 fn schemas_describe_the_types() {
     let record = onetruth_model::source_record_schema();
-    let required: Vec<&str> = record["required"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    let required: Vec<&str> = record["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
     assert_eq!(required, ["source", "source_id", "version"]);
     let manifest = onetruth_connect::manifest_schema();
-    assert_eq!(manifest["additionalProperties"], false, "unknown manifest keys are rejected");
+    assert_eq!(
+        manifest["additionalProperties"], false,
+        "unknown manifest keys are rejected"
+    );
 }

@@ -48,10 +48,16 @@ fn start(args: &[&str]) -> Server {
 }
 
 fn get(url: &str) -> (u16, serde_json::Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
     let mut resp = agent.get(url).call().expect("http request");
     let status = resp.status().as_u16();
-    let body = resp.body_mut().read_json().unwrap_or(serde_json::Value::Null);
+    let body = resp
+        .body_mut()
+        .read_json()
+        .unwrap_or(serde_json::Value::Null);
     (status, body)
 }
 
@@ -61,9 +67,23 @@ fn serve_answers_lookups_and_customer_ids() {
     let db = dir.path().join("t.db");
     let demo = demo_dir();
     for (m, f) in [("crm.toml", "crm.csv"), ("billing.toml", "billing.jsonl")] {
-        ok(&db, &["ingest", "--connector", demo.join(m).to_str().unwrap(), demo.join(f).to_str().unwrap()]);
+        ok(
+            &db,
+            &[
+                "ingest",
+                "--connector",
+                demo.join(m).to_str().unwrap(),
+                demo.join(f).to_str().unwrap(),
+            ],
+        );
     }
-    let server = start(&["--db", db.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"]);
+    let server = start(&[
+        "--db",
+        db.to_str().unwrap(),
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     let (status, body) = get(&format!("{}/healthz", server.base));
     assert_eq!(status, 200, "{body}");
 
@@ -74,7 +94,11 @@ fn serve_answers_lookups_and_customer_ids() {
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .find(|c| {
             c["records"] == 2
-                && c["golden"]["identifiers"].as_array().unwrap().iter().any(|i| i["value"]["kind"] == "email")
+                && c["golden"]["identifiers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|i| i["value"]["kind"] == "email")
         })
         .expect("a customer with two records and an email");
     let id = customer["id"].as_str().unwrap();
@@ -87,7 +111,11 @@ fn serve_answers_lookups_and_customer_ids() {
         .as_str()
         .unwrap()
         .to_uppercase();
-    let (status, body) = get(&format!("{}/v1/lookup?email={}", server.base, email.replace('+', "%2B")));
+    let (status, body) = get(&format!(
+        "{}/v1/lookup?email={}",
+        server.base,
+        email.replace('+', "%2B")
+    ));
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["customers"][0]["id"], id);
 
@@ -102,7 +130,13 @@ fn serve_answers_lookups_and_customer_ids() {
 fn demo_prints_three_queries_that_work() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("demo.db");
-    let server = start(&["--db", db.to_str().unwrap(), "demo", "--listen", "127.0.0.1:0"]);
+    let server = start(&[
+        "--db",
+        db.to_str().unwrap(),
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     let urls: Vec<String> = server
         .banner
         .iter()
@@ -116,8 +150,15 @@ fn demo_prints_three_queries_that_work() {
         let path = &u[u.find("/v1/").unwrap()..];
         let (status, body) = get(&format!("{}{path}", server.base));
         assert_eq!(status, 200, "{u}: {body}");
-        let id = if body["customers"].is_array() { body["customers"][0]["id"].clone() } else { body["id"].clone() };
+        let id = if body["customers"].is_array() {
+            body["customers"][0]["id"].clone()
+        } else {
+            body["id"].clone()
+        };
         ids.push(id);
     }
-    assert!(ids.windows(2).all(|w| w[0] == w[1]), "all three queries find the same customer: {ids:?}");
+    assert!(
+        ids.windows(2).all(|w| w[0] == w[1]),
+        "all three queries find the same customer: {ids:?}"
+    );
 }

@@ -46,11 +46,16 @@ impl ApiState {
     }
 
     /// Run `f` with a pooled read connection. Queries take microseconds, so they run inline.
-    fn with_store<T>(&self, f: impl FnOnce(&Store) -> Result<T, StoreError>) -> Result<T, ApiError> {
+    fn with_store<T>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError>,
+    ) -> Result<T, ApiError> {
         let pooled = self.inner.pool.lock().map(|mut p| p.pop()).unwrap_or(None);
         let store = match pooled {
             Some(s) => s,
-            None => Store::open(&self.inner.db, self.inner.options.clone()).map_err(ApiError::store)?,
+            None => {
+                Store::open(&self.inner.db, self.inner.options.clone()).map_err(ApiError::store)?
+            }
         };
         let out = f(&store).map_err(ApiError::store);
         if let Ok(mut p) = self.inner.pool.lock()
@@ -90,7 +95,13 @@ struct ErrorBody {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ErrorBody { error: self.message })).into_response()
+        (
+            self.status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
     }
 }
 
@@ -130,9 +141,12 @@ async fn get_customer(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Json<CustomerResponse>, ApiError> {
-    let id: CustomerId = id
-        .parse()
-        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid customer id: expected cus_<number>"))?;
+    let id: CustomerId = id.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid customer id: expected cus_<number>",
+        )
+    })?;
     let found = state.with_store(|s| {
         let Some(resolved) = s.resolve(id)? else {
             return Ok(None);
@@ -152,7 +166,10 @@ async fn lookup(
     query: Result<Query<LookupQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<LookupResponse>, ApiError> {
     let Query(q) = query.map_err(|_| {
-        ApiError::new(StatusCode::BAD_REQUEST, "give exactly one of email, phone, external")
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "give exactly one of email, phone, external",
+        )
     })?;
     let (kind, raw) = match (q.email, q.phone, q.external) {
         (Some(v), None, None) => (IdentifierKind::Email, v),

@@ -17,7 +17,10 @@ fn rec(source: &str, id: &str, ids: &[(&str, &str)]) -> SourceRecord {
         op: Op::Upsert,
         identifiers: ids
             .iter()
-            .map(|(k, v)| n.normalize(&IdentifierKind::parse(k).unwrap(), v, None).unwrap())
+            .map(|(k, v)| {
+                n.normalize(&IdentifierKind::parse(k).unwrap(), v, None)
+                    .unwrap()
+            })
             .collect(),
         attributes: Attributes {
             given_name: Some("Jane".into()),
@@ -36,7 +39,10 @@ async fn get(app: &axum::Router, uri: &str) -> (StatusCode, serde_json::Value) {
         .unwrap();
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 fn setup() -> (tempfile::TempDir, axum::Router) {
@@ -46,8 +52,16 @@ fn setup() -> (tempfile::TempDir, axum::Router) {
     // Two customers, then a record that joins them: cus_2 becomes an alias of cus_1.
     for r in [
         rec("crm", "1", &[("email", "jane@example.com")]),
-        rec("billing", "b1", &[("phone", "+14155552671"), ("external", "stripe:cus_X")]),
-        rec("helpdesk", "h1", &[("email", "jane@example.com"), ("phone", "415-555-2671")]),
+        rec(
+            "billing",
+            "b1",
+            &[("phone", "+14155552671"), ("external", "stripe:cus_X")],
+        ),
+        rec(
+            "helpdesk",
+            "h1",
+            &[("email", "jane@example.com"), ("phone", "415-555-2671")],
+        ),
     ] {
         store
             .apply(Batch {
@@ -57,7 +71,11 @@ fn setup() -> (tempfile::TempDir, axum::Router) {
             })
             .unwrap();
     }
-    let app = router(ApiState::new(db, StoreOptions::default(), Normalizer::default()));
+    let app = router(ApiState::new(
+        db,
+        StoreOptions::default(),
+        Normalizer::default(),
+    ));
     (dir, app)
 }
 
@@ -75,8 +93,14 @@ async fn customer_by_id_and_by_alias() {
     assert_eq!(body["id"], "cus_1", "alias resolves to the canonical id");
     assert_eq!(body["requested_id"], "cus_2");
 
-    assert_eq!(get(&app, "/v1/customers/cus_99").await.0, StatusCode::NOT_FOUND);
-    assert_eq!(get(&app, "/v1/customers/nope").await.0, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        get(&app, "/v1/customers/cus_99").await.0,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        get(&app, "/v1/customers/nope").await.0,
+        StatusCode::BAD_REQUEST
+    );
 }
 
 #[tokio::test]
@@ -94,8 +118,14 @@ async fn lookup_normalizes_like_ingest() {
     }
     let (status, body) = get(&app, "/v1/lookup?email=nobody%40example.com").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert!(!body.to_string().contains("nobody"), "error bodies never echo identifiers");
-    assert_eq!(get(&app, "/v1/lookup?email=a%40b.com&phone=1").await.0, StatusCode::BAD_REQUEST);
+    assert!(
+        !body.to_string().contains("nobody"),
+        "error bodies never echo identifiers"
+    );
+    assert_eq!(
+        get(&app, "/v1/lookup?email=a%40b.com&phone=1").await.0,
+        StatusCode::BAD_REQUEST
+    );
     assert_eq!(get(&app, "/v1/lookup").await.0, StatusCode::BAD_REQUEST);
     let (status, body) = get(&app, "/v1/lookup?email=not-an-email").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

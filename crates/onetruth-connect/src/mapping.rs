@@ -423,6 +423,34 @@ impl Mapper {
             RawBody::Parsed(obj) => obj,
             RawBody::Malformed { reason, .. } => return Err(MapError(reason.clone())),
         };
+        let mut record = self.map_object(obj, run_version)?;
+        record.raw = Value::Object(obj.clone());
+        Ok(record)
+    }
+
+    /// Like [`Mapper::map`], moving the payload into `raw` instead of copying it; on failure
+    /// the raw record is handed back for quarantine.
+    pub fn map_owned(
+        &self,
+        raw: RawRecord,
+        run_version: i64,
+    ) -> Result<Mapped, (MapError, RawRecord)> {
+        let mapped = match &raw.body {
+            RawBody::Parsed(obj) => self.map_object(obj, run_version),
+            RawBody::Malformed { reason, .. } => Err(MapError(reason.clone())),
+        };
+        match mapped {
+            Ok(mut record) => {
+                if let RawBody::Parsed(obj) = raw.body {
+                    record.raw = Value::Object(obj);
+                }
+                Ok(record)
+            }
+            Err(e) => Err((e, raw)),
+        }
+    }
+
+    fn map_object(&self, obj: &Map<String, Value>, run_version: i64) -> Result<Mapped, MapError> {
         let c = &self.compiled;
         let source_id = text(obj, &c.id)?
             .ok_or_else(|| MapError(format!("record.id: missing {}", describe(&c.id))))?;
@@ -587,7 +615,7 @@ impl Mapper {
             identifiers,
             attributes,
             events,
-            raw: Value::Object(obj.clone()),
+            raw: Value::Null,
         })
     }
 }

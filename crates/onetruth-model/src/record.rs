@@ -153,12 +153,16 @@ pub struct Identifier {
     /// The value as the source wrote it.
     pub original: String,
     /// False for placeholders (`test@test.com`, `0000000000`): stored, never used to link.
-    #[serde(default = "yes")]
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub linkable: bool,
 }
 
 fn yes() -> bool {
     true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl Identifier {

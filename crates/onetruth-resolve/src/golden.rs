@@ -117,9 +117,8 @@ pub fn golden(records: &[RecordView]) -> Golden {
             }
         }
     }
-    g.identifiers.sort_by(|a, b| {
-        (&a.value.kind, &a.value.value).cmp(&(&b.value.kind, &b.value.value))
-    });
+    g.identifiers
+        .sort_by(|a, b| (&a.value.kind, &a.value.value).cmp(&(&b.value.kind, &b.value.value)));
     g
 }
 
@@ -127,7 +126,13 @@ pub fn golden(records: &[RecordView]) -> Golden {
 mod tests {
     use super::*;
 
-    fn rec(source: &str, id: &str, version: i64, given: Option<&str>, company: Option<&str>) -> RecordView {
+    fn rec(
+        source: &str,
+        id: &str,
+        version: i64,
+        given: Option<&str>,
+        company: Option<&str>,
+    ) -> RecordView {
         RecordView {
             source: source.into(),
             source_id: id.into(),
@@ -150,7 +155,10 @@ mod tests {
         let g = golden(&records);
         let given = g.given_name.unwrap();
         assert_eq!(given.value, "Janet");
-        assert_eq!((given.provenance.source.as_str(), given.provenance.version), ("billing", 20));
+        assert_eq!(
+            (given.provenance.source.as_str(), given.provenance.version),
+            ("billing", 20)
+        );
         // The newer record has no company, so the older one's value survives.
         assert_eq!(g.company.unwrap().provenance.source, "crm");
     }
@@ -162,6 +170,10 @@ mod tests {
         let g1 = golden(&[a.clone(), b.clone()]);
         let g2 = golden(&[b, a]);
         assert_eq!(g1, g2);
-        assert_eq!(g1.given_name.unwrap().value, "A", "tie broken by source name");
+        assert_eq!(
+            g1.given_name.unwrap().value,
+            "A",
+            "tie broken by source name"
+        );
     }
 }

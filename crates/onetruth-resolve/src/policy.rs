@@ -74,7 +74,11 @@ impl IdentifierPolicy {
             email_domains: HashSet::new(),
         };
         let mut errors = Vec::new();
-        let defaults: &[&str] = if with_defaults { DEFAULT_BLOCKLIST } else { &[] };
+        let defaults: &[&str] = if with_defaults {
+            DEFAULT_BLOCKLIST
+        } else {
+            &[]
+        };
         for entry in defaults.iter().copied().chain(entries) {
             match parse_rule(entry) {
                 Ok(BlockRule::Exact(k, v)) => {
@@ -89,7 +93,11 @@ impl IdentifierPolicy {
                 Err(e) => errors.push(e),
             }
         }
-        if errors.is_empty() { Ok(policy) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(policy)
+        } else {
+            Err(errors)
+        }
     }
 
     /// Whether a normalized identifier is a placeholder that must never link.
@@ -145,8 +153,12 @@ fn parse_rule(entry: &str) -> Result<BlockRule, PolicyError> {
     if kind == IdentifierKind::Email {
         let value = value.to_lowercase();
         return match value.split_once('@') {
-            Some((local, "*")) if !local.is_empty() && local != "*" => Ok(BlockRule::EmailLocal(local.into())),
-            Some(("*", domain)) if !domain.is_empty() && domain != "*" => Ok(BlockRule::EmailDomain(domain.into())),
+            Some((local, "*")) if !local.is_empty() && local != "*" => {
+                Ok(BlockRule::EmailLocal(local.into()))
+            }
+            Some(("*", domain)) if !domain.is_empty() && domain != "*" => {
+                Ok(BlockRule::EmailDomain(domain.into()))
+            }
             Some(_) if !value.contains('*') => Ok(BlockRule::Exact(kind, value)),
             _ => Err(err("use local@domain, local@* or *@domain")),
         };
@@ -182,16 +194,24 @@ mod tests {
             (IdentifierKind::External, "crm:1", false),
         ];
         for (kind, value, want) in table {
-            assert_eq!(p.is_placeholder(&id(kind.clone(), value)), want, "{kind}:{value}");
+            assert_eq!(
+                p.is_placeholder(&id(kind.clone(), value)),
+                want,
+                "{kind}:{value}"
+            );
         }
     }
 
     #[test]
     fn configured_entries_extend_or_replace_defaults() {
-        let p = IdentifierPolicy::new(["external:crm:unknown", "email:*@corp.example"], false).unwrap();
+        let p =
+            IdentifierPolicy::new(["external:crm:unknown", "email:*@corp.example"], false).unwrap();
         assert!(p.is_placeholder(&id(IdentifierKind::External, "crm:unknown")));
         assert!(p.is_placeholder(&id(IdentifierKind::Email, "x@corp.example")));
-        assert!(!p.is_placeholder(&id(IdentifierKind::Email, "test@test.com")), "defaults off");
+        assert!(
+            !p.is_placeholder(&id(IdentifierKind::Email, "test@test.com")),
+            "defaults off"
+        );
         let errs = IdentifierPolicy::new(["nokind", "email:*@*", "Bad Kind:x"], true).unwrap_err();
         assert_eq!(errs.len(), 3);
         assert!(errs[0].to_string().contains("`nokind`"));
@@ -200,7 +220,10 @@ mod tests {
     #[test]
     fn screen_marks_only_placeholders() {
         let p = IdentifierPolicy::default();
-        let mut ids = vec![id(IdentifierKind::Email, "test@test.com"), id(IdentifierKind::Email, "a@b.com")];
+        let mut ids = vec![
+            id(IdentifierKind::Email, "test@test.com"),
+            id(IdentifierKind::Email, "a@b.com"),
+        ];
         p.screen(&mut ids);
         assert!(!ids[0].linkable);
         assert!(ids[1].linkable);

@@ -7,6 +7,8 @@ use onetruth_model::{Attributes, Event, Identifier, Op, SourceRecord};
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 
+use onetruth_resolve::IdentifierPolicy;
+
 use crate::{Store, StoreError, now_micros};
 
 /// A record that could not be mapped, kept with its raw payload and the reason.
@@ -54,7 +56,7 @@ impl std::ops::AddAssign for ApplySummary {
 }
 
 /// The canonical part of a record as stored in `source_records.record`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct StoredRecord {
     #[serde(default)]
     pub identifiers: Vec<Identifier>,
@@ -74,253 +76,371 @@ fn fnv1a(bytes: &[u8]) -> i64 {
     h as i64
 }
 
+/// A record made ready for the writer: placeholders screened, JSON serialized, content hashed.
+/// Preparing is pure CPU work, so the ingest pipeline does it off the writer thread.
+#[derive(Debug, Clone)]
+pub struct PreparedRecord {
+    source: String,
+    source_id: String,
+    version: i64,
+    deleted: bool,
+    stored: StoredRecord,
+    record_json: String,
+    raw_json: Option<String>,
+    hash: i64,
+}
+
+/// A [`Batch`] after [`Batch::prepare`].
+#[derive(Debug, Clone, Default)]
+pub struct PreparedBatch {
+    connector: String,
+    records: Vec<PreparedRecord>,
+    quarantine: Vec<QuarantineEntry>,
+    checkpoint: Option<String>,
+}
+
+impl Batch {
+    /// Screen identifiers with `policy` and serialize every record.
+    pub fn prepare(self, policy: &IdentifierPolicy) -> PreparedBatch {
+        let records = self
+            .records
+            .into_iter()
+            .map(|r| {
+                let deleted = r.op == Op::Delete;
+                let mut stored = if deleted {
+                    StoredRecord::default()
+                } else {
+                    StoredRecord {
+                        identifiers: r.identifiers,
+                        attributes: r.attributes,
+                        events: r.events,
+                    }
+                };
+                policy.screen(&mut stored.identifiers);
+                for e in &mut stored.events {
+                    policy.screen(&mut e.identifiers);
+                }
+                // Model types serialize infallibly (string keys, no non-finite floats reach
+                // serde_json::Value), so this cannot fail.
+                let record_json = serde_json::to_string(&stored).expect("stored record serializes");
+                let hash = fnv1a(record_json.as_bytes()) ^ i64::from(deleted);
+                PreparedRecord {
+                    source: r.source,
+                    source_id: r.source_id,
+                    version: r.version,
+                    deleted,
+                    stored,
+                    record_json,
+                    raw_json: (!r.raw.is_null()).then(|| r.raw.to_string()),
+                    hash,
+                }
+            })
+            .collect();
+        PreparedBatch {
+            connector: self.connector,
+            records,
+            quarantine: self.quarantine,
+            checkpoint: self.checkpoint,
+        }
+    }
+}
+
 struct Existing {
     id: i64,
     version: i64,
     hash: i64,
     customer: Option<i64>,
-    record: String,
+}
+
+/// State of one apply transaction. Ids are allocated here rather than by AUTOINCREMENT: there
+/// is one writer, customer and changelog rows are never deleted, so max + 1 never reuses an id
+/// and saves a sqlite_sequence write per row.
+struct Tx<'a> {
+    tx: Transaction<'a>,
+    now: i64,
+    next_customer: i64,
+    next_seq: i64,
+    summary: ApplySummary,
 }
 
 impl Store {
     /// Apply a batch in one transaction.
-    pub fn apply(&mut self, mut batch: Batch) -> Result<ApplySummary, StoreError> {
-        let now = now_micros();
-        for r in &mut batch.records {
-            self.policy.screen(&mut r.identifiers);
-            for e in &mut r.events {
-                self.policy.screen(&mut e.identifiers);
-            }
-        }
+    pub fn apply(&mut self, batch: Batch) -> Result<ApplySummary, StoreError> {
+        let prepared = batch.prepare(&self.policy);
+        self.apply_prepared(prepared)
+    }
+
+    /// Apply a batch prepared with this store's policy, in one transaction.
+    pub fn apply_prepared(&mut self, batch: PreparedBatch) -> Result<ApplySummary, StoreError> {
         let tx = self.conn.transaction()?;
-        let mut summary = ApplySummary::default();
+        let next_customer: i64 =
+            tx.query_row("SELECT coalesce(max(id), 0) + 1 FROM customers", [], |r| {
+                r.get(0)
+            })?;
+        let next_seq: i64 =
+            tx.query_row("SELECT coalesce(max(seq), 0) + 1 FROM changelog", [], |r| {
+                r.get(0)
+            })?;
+        let mut t = Tx {
+            tx,
+            now: now_micros(),
+            next_customer,
+            next_seq,
+            summary: ApplySummary::default(),
+        };
         for record in &batch.records {
-            apply_record(&tx, record, now, &mut summary)?;
+            t.record(record)?;
         }
         {
-            let mut q = tx.prepare_cached(
+            let mut q = t.tx.prepare_cached(
                 "INSERT INTO quarantine (source, position, raw, reason, first_seen, last_seen)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?5)
                  ON CONFLICT (source, position) DO UPDATE SET raw = ?3, reason = ?4, last_seen = ?5",
             )?;
             for e in &batch.quarantine {
-                q.execute(params![e.source, e.position, e.raw, e.reason, now])?;
-                summary.quarantined += 1;
+                q.execute(params![e.source, e.position, e.raw, e.reason, t.now])?;
+                t.summary.quarantined += 1;
             }
         }
         if let Some(position) = &batch.checkpoint {
-            tx.prepare_cached(
+            t.tx.prepare_cached(
                 "INSERT INTO checkpoints (connector, position, updated_at) VALUES (?1, ?2, ?3)
                  ON CONFLICT (connector) DO UPDATE SET position = ?2, updated_at = ?3",
             )?
-            .execute(params![batch.connector, position, now])?;
+            .execute(params![batch.connector, position, t.now])?;
         }
-        tx.commit()?;
+        let summary = t.summary;
+        t.tx.commit()?;
         Ok(summary)
     }
 }
 
-fn apply_record(
-    tx: &Transaction,
-    rec: &SourceRecord,
-    now: i64,
-    summary: &mut ApplySummary,
-) -> Result<(), StoreError> {
-    let existing = tx
-        .prepare_cached(
-            "SELECT id, version, content_hash, customer_id, record FROM source_records
-             WHERE source = ?1 AND source_id = ?2",
-        )?
-        .query_row(params![rec.source, rec.source_id], |r| {
-            Ok(Existing {
-                id: r.get(0)?,
-                version: r.get(1)?,
-                hash: r.get(2)?,
-                customer: r.get(3)?,
-                record: r.get(4)?,
-            })
-        })
-        .optional()?;
-    let deleted = rec.op == Op::Delete;
-    let stored = if deleted {
-        StoredRecord {
-            identifiers: vec![],
-            attributes: Attributes::default(),
-            events: vec![],
-        }
-    } else {
-        StoredRecord {
-            identifiers: rec.identifiers.clone(),
-            attributes: rec.attributes.clone(),
-            events: rec.events.clone(),
-        }
-    };
-    // Serialized once: both the stored text and the change detector.
-    let record_json = serde_json::to_string(&stored).map_err(|e| StoreError::Corrupt {
-        record_id: 0,
-        message: e.to_string(),
-    })?;
-    let hash = fnv1a(record_json.as_bytes()) ^ i64::from(deleted);
-
-    if let Some(e) = &existing {
-        if rec.version <= e.version {
-            summary.unchanged += 1;
-            return Ok(());
-        }
-        if e.hash == hash {
-            // Same content under a newer version: remember the version so older replays stay
-            // no-ops, but nothing changed for anyone.
-            tx.prepare_cached("UPDATE source_records SET version = ?2 WHERE id = ?1")?
-                .execute(params![e.id, rec.version])?;
-            summary.unchanged += 1;
-            return Ok(());
-        }
+impl Tx<'_> {
+    fn changelog(
+        &mut self,
+        customer: i64,
+        change: &str,
+        details: &serde_json::Value,
+    ) -> Result<i64, StoreError> {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.tx
+            .prepare_cached("INSERT INTO changelog (seq, customer_id, change, details, at) VALUES (?1, ?2, ?3, ?4, ?5)")?
+            .execute(params![seq, customer, change, details.to_string(), self.now])?;
+        Ok(seq)
     }
-    summary.applied += 1;
-    let raw = if rec.raw.is_null() {
-        None
-    } else {
-        Some(rec.raw.to_string())
-    };
 
-    let record_id = match &existing {
-        Some(e) => {
+    fn set_version(&self, customer: i64, version: i64, status: &str) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("UPDATE customers SET version = ?2, status = ?3 WHERE id = ?1")?
+            .execute(params![customer, version, status])?;
+        Ok(())
+    }
+
+    fn record(&mut self, rec: &PreparedRecord) -> Result<(), StoreError> {
+        let tx = &self.tx;
+        let existing = tx
+            .prepare_cached(
+                "SELECT id, version, content_hash, customer_id FROM source_records
+                 WHERE source = ?1 AND source_id = ?2",
+            )?
+            .query_row(params![rec.source, rec.source_id], |r| {
+                Ok(Existing {
+                    id: r.get(0)?,
+                    version: r.get(1)?,
+                    hash: r.get(2)?,
+                    customer: r.get(3)?,
+                })
+            })
+            .optional()?;
+        if let Some(e) = &existing {
+            if rec.version <= e.version {
+                self.summary.unchanged += 1;
+                return Ok(());
+            }
+            if e.hash == rec.hash {
+                // Same content under a newer version: remember the version so older replays
+                // stay no-ops, but nothing changed for anyone.
+                tx.prepare_cached("UPDATE source_records SET version = ?2 WHERE id = ?1")?
+                    .execute(params![e.id, rec.version])?;
+                self.summary.unchanged += 1;
+                return Ok(());
+            }
+            let text: String = tx
+                .prepare_cached("SELECT record FROM source_record_bodies WHERE record_id = ?1")?
+                .query_row(params![e.id], |r| r.get(0))?;
             let old: StoredRecord =
-                serde_json::from_str(&e.record).map_err(|err| StoreError::Corrupt {
+                serde_json::from_str(&text).map_err(|err| StoreError::Corrupt {
                     record_id: e.id,
                     message: err.to_string(),
                 })?;
             remove_indexes(tx, e.id, &old)?;
-            tx.prepare_cached(
-                "UPDATE source_records SET version = ?2, deleted = ?3, content_hash = ?4,
-                 record = ?5, raw = ?6, updated_at = ?7 WHERE id = ?1",
-            )?
-            .execute(params![e.id, rec.version, deleted, hash, record_json, raw, now])?;
-            e.id
         }
-        None => {
-            tx.prepare_cached(
-                "INSERT INTO source_records
-                 (source, source_id, version, deleted, content_hash, record, raw, first_seen, updated_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
-            )?
-            .execute(params![rec.source, rec.source_id, rec.version, deleted, hash, record_json, raw, now])?;
-            tx.last_insert_rowid()
-        }
-    };
+        self.summary.applied += 1;
+        let stored = &rec.stored;
+        let source_key = format!("{}:{}", rec.source, rec.source_id);
+        let old_customer = existing.as_ref().and_then(|e| e.customer);
+        let is_entity =
+            !rec.deleted && (!stored.identifiers.is_empty() || !stored.attributes.is_empty());
 
-    {
-        let mut ins = tx.prepare_cached(
-            "INSERT OR IGNORE INTO identifiers (kind, value, record_id, linkable) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for id in &stored.identifiers {
-            ins.execute(params![id.kind.as_str(), id.value, record_id, id.linkable])?;
-        }
-        let mut ev = tx.prepare_cached(
-            "INSERT INTO events (record_id, seq, kind, occurred_at, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        let mut evid = tx.prepare_cached(
-            "INSERT OR IGNORE INTO event_identifiers (kind, value, record_id, seq) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for (seq, e) in stored.events.iter().enumerate() {
-            let data = serde_json::Value::Object(e.data.clone()).to_string();
-            ev.execute(params![record_id, seq as i64, e.kind, e.occurred_at, data])?;
-            for id in e.identifiers.iter().filter(|i| i.linkable) {
-                evid.execute(params![id.kind.as_str(), id.value, record_id, seq as i64])?;
-            }
-        }
-    }
-
-    let is_entity = !deleted && (!stored.identifiers.is_empty() || !stored.attributes.is_empty());
-    let old_customer = existing.as_ref().and_then(|e| e.customer);
-    if !is_entity {
-        if let Some(c) = old_customer {
-            tx.prepare_cached("UPDATE source_records SET customer_id = NULL WHERE id = ?1")?
-                .execute(params![record_id])?;
-            let remaining: i64 = tx
-                .prepare_cached("SELECT count(*) FROM source_records WHERE customer_id = ?1")?
-                .query_row(params![c], |r| r.get(0))?;
-            let details = serde_json::json!({ "record": format!("{}:{}", rec.source, rec.source_id) });
-            let version = changelog(tx, c, "record_removed", Some(&details), now)?;
-            let status = if remaining == 0 { "empty" } else { "active" };
-            tx.prepare_cached("UPDATE customers SET version = ?2, status = ?3 WHERE id = ?1")?
-                .execute(params![c, version, status])?;
-        }
-        return Ok(());
-    }
-
-    // Identifier resolution: every customer holding one of this record's linkable identifiers.
-    let mut linked: BTreeSet<i64> = old_customer.into_iter().collect();
-    let mut evidence: Vec<(i64, &'static str)> = Vec::new();
-    {
-        let mut probe = tx.prepare_cached(
-            "SELECT r.customer_id, min(r.id) FROM identifiers i JOIN source_records r ON r.id = i.record_id
-             WHERE i.kind = ?1 AND i.value = ?2 AND i.linkable = 1 AND i.record_id != ?3
-               AND r.customer_id IS NOT NULL
-             GROUP BY r.customer_id",
-        )?;
-        for id in stored.identifiers.iter().filter(|i| i.linkable) {
-            let mut rows = probe.query(params![id.kind.as_str(), id.value, record_id])?;
-            while let Some(row) = rows.next()? {
-                let customer: i64 = row.get(0)?;
-                let other: i64 = row.get(1)?;
-                if linked.insert(customer) {
-                    evidence.push((other, rule_name(id)));
+        // Identifier resolution, before the record is written (its own old identifiers are
+        // already gone): every customer holding one of its linkable identifiers.
+        let mut linked: BTreeSet<i64> = old_customer.into_iter().filter(|_| is_entity).collect();
+        let mut evidence: Vec<(i64, &'static str)> = Vec::new();
+        if is_entity {
+            // No GROUP BY: a sorter per probe costs more than deduplicating here.
+            let mut probe = tx.prepare_cached(
+                "SELECT r.customer_id, r.id FROM identifiers i JOIN source_records r ON r.id = i.record_id
+                 WHERE i.kind = ?1 AND i.value = ?2 AND i.linkable = 1 AND r.customer_id IS NOT NULL",
+            )?;
+            for id in stored.identifiers.iter().filter(|i| i.linkable) {
+                let mut rows = probe.query(params![id.kind.as_str(), id.value])?;
+                while let Some(row) = rows.next()? {
+                    let customer: i64 = row.get(0)?;
+                    if linked.insert(customer) {
+                        evidence.push((row.get(1)?, rule_name(id)));
+                    }
                 }
             }
         }
-    }
-    for (other, rule) in &evidence {
-        tx.prepare_cached(
-            "INSERT INTO evidence (record_a, record_b, kind, rule, created_at) VALUES (?1, ?2, 'identifier', ?3, ?4)",
-        )?
-        .execute(params![record_id, other, rule, now])?;
-    }
-
-    let source_key = format!("{}:{}", rec.source, rec.source_id);
-    let survivor = match linked.first().copied() {
-        Some(oldest) => oldest,
-        None => {
-            tx.prepare_cached("INSERT INTO customers (created_at, version) VALUES (?1, 0)")?
-                .execute(params![now])?;
-            summary.customers_created += 1;
-            let id = tx.last_insert_rowid();
-            let version = changelog(tx, id, "created", Some(&serde_json::json!({ "record": source_key })), now)?;
-            tx.prepare_cached("UPDATE customers SET version = ?2 WHERE id = ?1")?
-                .execute(params![id, version])?;
-            id
-        }
-    };
-    if old_customer != Some(survivor) {
-        tx.prepare_cached("UPDATE source_records SET customer_id = ?2 WHERE id = ?1")?
-            .execute(params![record_id, survivor])?;
-    }
-    // The oldest customer survives; the others become aliases pointing straight at it (aliases
-    // of aliases are re-pointed so resolving an alias is one hop).
-    let absorbed: Vec<i64> = linked.iter().copied().filter(|c| *c != survivor).collect();
-    for other in &absorbed {
-        tx.prepare_cached("UPDATE source_records SET customer_id = ?2 WHERE customer_id = ?1")?
-            .execute(params![other, survivor])?;
-        tx.prepare_cached(
-            "UPDATE customers SET merged_into = ?2 WHERE merged_into = ?1",
-        )?
-        .execute(params![other, survivor])?;
-        let v = changelog(tx, *other, "merged_into", Some(&serde_json::json!({ "into": survivor, "record": source_key })), now)?;
-        tx.prepare_cached("UPDATE customers SET status = 'merged', merged_into = ?2, version = ?3 WHERE id = ?1")?
-            .execute(params![other, survivor, v])?;
-        summary.merges += 1;
-    }
-    if !linked.is_empty() {
-        let (change, details) = if absorbed.is_empty() {
-            ("updated", serde_json::json!({ "record": source_key }))
-        } else {
-            ("merged", serde_json::json!({ "record": source_key, "absorbed": absorbed }))
+        let survivor = match (is_entity, linked.first().copied()) {
+            (false, _) => None,
+            (true, Some(oldest)) => Some(oldest),
+            (true, None) => {
+                let id = self.next_customer;
+                self.next_customer += 1;
+                let seq =
+                    self.changelog(id, "created", &serde_json::json!({ "record": source_key }))?;
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO customers (id, created_at, version) VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![id, self.now, seq])?;
+                self.summary.customers_created += 1;
+                Some(id)
+            }
         };
-        let v = changelog(tx, survivor, change, Some(&details), now)?;
-        tx.prepare_cached("UPDATE customers SET version = ?2, status = 'active' WHERE id = ?1")?
-            .execute(params![survivor, v])?;
+        let tx = &self.tx;
+
+        let record_id = match &existing {
+            Some(e) => {
+                tx.prepare_cached(
+                    "UPDATE source_records SET version = ?2, deleted = ?3, content_hash = ?4,
+                     updated_at = ?5, customer_id = ?6 WHERE id = ?1",
+                )?
+                .execute(params![
+                    e.id,
+                    rec.version,
+                    rec.deleted,
+                    rec.hash,
+                    self.now,
+                    survivor
+                ])?;
+                tx.prepare_cached(
+                    "UPDATE source_record_bodies SET record = ?2, raw = ?3 WHERE record_id = ?1",
+                )?
+                .execute(params![e.id, rec.record_json, rec.raw_json])?;
+                e.id
+            }
+            None => {
+                tx.prepare_cached(
+                    "INSERT INTO source_records
+                     (source, source_id, version, deleted, content_hash, first_seen, updated_at, customer_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+                )?
+                .execute(params![rec.source, rec.source_id, rec.version, rec.deleted, rec.hash, self.now, survivor])?;
+                let id = tx.last_insert_rowid();
+                tx.prepare_cached(
+                    "INSERT INTO source_record_bodies (record_id, record, raw) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![id, rec.record_json, rec.raw_json])?;
+                id
+            }
+        };
+        {
+            let mut ins = tx.prepare_cached(
+                "INSERT OR IGNORE INTO identifiers (kind, value, record_id, linkable) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for id in &stored.identifiers {
+                ins.execute(params![id.kind.as_str(), id.value, record_id, id.linkable])?;
+            }
+            if !stored.events.is_empty() {
+                let mut ev = tx.prepare_cached(
+                    "INSERT INTO events (record_id, seq, kind, occurred_at, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                let mut evid = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO event_identifiers (kind, value, record_id, seq) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for (seq, e) in stored.events.iter().enumerate() {
+                    let data = serde_json::Value::Object(e.data.clone()).to_string();
+                    ev.execute(params![record_id, seq as i64, e.kind, e.occurred_at, data])?;
+                    for id in e.identifiers.iter().filter(|i| i.linkable) {
+                        evid.execute(params![id.kind.as_str(), id.value, record_id, seq as i64])?;
+                    }
+                }
+            }
+            if !evidence.is_empty() {
+                let mut ev = tx.prepare_cached(
+                    "INSERT INTO evidence (record_a, record_b, kind, rule, created_at) VALUES (?1, ?2, 'identifier', ?3, ?4)",
+                )?;
+                for (other, rule) in &evidence {
+                    ev.execute(params![record_id, other, rule, self.now])?;
+                }
+            }
+        }
+
+        let Some(survivor) = survivor else {
+            // Deleted, or an event-only record: it leaves the customer it belonged to.
+            if let Some(c) = old_customer {
+                let remaining: i64 = tx
+                    .prepare_cached("SELECT count(*) FROM source_records WHERE customer_id = ?1")?
+                    .query_row(params![c], |r| r.get(0))?;
+                let seq = self.changelog(
+                    c,
+                    "record_removed",
+                    &serde_json::json!({ "record": source_key }),
+                )?;
+                self.set_version(c, seq, if remaining == 0 { "empty" } else { "active" })?;
+            }
+            return Ok(());
+        };
+
+        // The oldest customer survives; the others become aliases pointing straight at it
+        // (aliases of aliases are re-pointed so resolving an alias is one hop).
+        let absorbed: Vec<i64> = linked.iter().copied().filter(|c| *c != survivor).collect();
+        for other in &absorbed {
+            self.tx
+                .prepare_cached(
+                    "UPDATE source_records SET customer_id = ?2 WHERE customer_id = ?1",
+                )?
+                .execute(params![other, survivor])?;
+            self.tx
+                .prepare_cached("UPDATE customers SET merged_into = ?2 WHERE merged_into = ?1")?
+                .execute(params![other, survivor])?;
+            let seq = self.changelog(
+                *other,
+                "merged_into",
+                &serde_json::json!({ "into": survivor, "record": source_key }),
+            )?;
+            self.tx
+                .prepare_cached("UPDATE customers SET status = 'merged', merged_into = ?2, version = ?3 WHERE id = ?1")?
+                .execute(params![other, survivor, seq])?;
+            self.summary.merges += 1;
+        }
+        if !linked.is_empty() {
+            let (change, details) = if absorbed.is_empty() {
+                ("updated", serde_json::json!({ "record": source_key }))
+            } else {
+                (
+                    "merged",
+                    serde_json::json!({ "record": source_key, "absorbed": absorbed }),
+                )
+            };
+            let seq = self.changelog(survivor, change, &details)?;
+            self.set_version(survivor, seq, "active")?;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn rule_name(id: &Identifier) -> &'static str {
@@ -350,16 +470,4 @@ fn remove_indexes(tx: &Transaction, record_id: i64, old: &StoredRecord) -> Resul
     tx.prepare_cached("DELETE FROM events WHERE record_id = ?1")?
         .execute(params![record_id])?;
     Ok(())
-}
-
-fn changelog(
-    tx: &Transaction,
-    customer: i64,
-    change: &str,
-    details: Option<&serde_json::Value>,
-    now: i64,
-) -> Result<i64, StoreError> {
-    tx.prepare_cached("INSERT INTO changelog (customer_id, change, details, at) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![customer, change, details.map(|d| d.to_string()), now])?;
-    Ok(tx.last_insert_rowid())
 }

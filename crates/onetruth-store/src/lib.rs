@@ -16,7 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use onetruth_resolve::IdentifierPolicy;
 use rusqlite::{Connection, OpenFlags};
 
-pub use apply::{ApplySummary, Batch, QuarantineEntry};
+pub use apply::{ApplySummary, Batch, PreparedBatch, QuarantineEntry};
 pub use onetruth_model::SourceRecord;
 pub use query::*;
 pub use schema::SCHEMA_VERSION;
@@ -96,7 +96,14 @@ impl Store {
             )
             .map_err(open_err)?
         } else {
-            Connection::open(path).map_err(open_err)?
+            // One connection per thread: SQLite's own mutexes are dead weight.
+            Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE
+                    | OpenFlags::SQLITE_OPEN_CREATE
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(open_err)?
         };
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(open_err)?;

@@ -130,7 +130,11 @@ impl Store {
     }
 
     /// Live customers holding a linkable identifier, oldest first. Placeholders find no one.
-    pub fn lookup(&self, kind: &IdentifierKind, value: &str) -> Result<Vec<CustomerId>, StoreError> {
+    pub fn lookup(
+        &self,
+        kind: &IdentifierKind,
+        value: &str,
+    ) -> Result<Vec<CustomerId>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT DISTINCT r.customer_id FROM identifiers i JOIN source_records r ON r.id = i.record_id
              WHERE i.kind = ?1 AND i.value = ?2 AND i.linkable = 1 AND r.customer_id IS NOT NULL
@@ -166,8 +170,9 @@ impl Store {
         let mut record_ids = Vec::new();
         {
             let mut stmt = self.conn.prepare_cached(
-                "SELECT id, source, source_id, version, record, updated_at FROM source_records
-                 WHERE customer_id = ?1 ORDER BY source, source_id",
+                "SELECT r.id, r.source, r.source_id, r.version, b.record, r.updated_at
+                 FROM source_records r JOIN source_record_bodies b ON b.record_id = r.id
+                 WHERE r.customer_id = ?1 ORDER BY r.source, r.source_id",
             )?;
             let mut rows = stmt.query(params![id.0])?;
             while let Some(r) = rows.next()? {
@@ -212,12 +217,14 @@ impl Store {
                 keys.push((*rid, seq?));
             }
         }
-        let mut by_id = self
-            .conn
-            .prepare_cached("SELECT record_id, seq FROM event_identifiers WHERE kind = ?1 AND value = ?2")?;
+        let mut by_id = self.conn.prepare_cached(
+            "SELECT record_id, seq FROM event_identifiers WHERE kind = ?1 AND value = ?2",
+        )?;
         for rec in records {
             for id in rec.identifiers.iter().filter(|i| i.linkable) {
-                for k in by_id.query_map(params![id.kind.as_str(), id.value], |r| Ok((r.get(0)?, r.get(1)?)))? {
+                for k in by_id.query_map(params![id.kind.as_str(), id.value], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })? {
                     keys.push(k?);
                 }
             }
@@ -255,16 +262,21 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT c.id, c.version, r.id, r.source, r.source_id, r.version, r.record
+                "SELECT c.id, c.version, r.id, r.source, r.source_id, r.version, b.record
                  FROM customers c JOIN source_records r ON r.customer_id = c.id
+                 JOIN source_record_bodies b ON b.record_id = r.id
                  WHERE c.merged_into IS NULL AND c.status = 'active' AND c.version > ?1
                  ORDER BY c.id",
             )
             .map_err(StoreError::from)?;
-        let mut rows = stmt.query(params![since.unwrap_or(-1)]).map_err(StoreError::from)?;
+        let mut rows = stmt
+            .query(params![since.unwrap_or(-1)])
+            .map_err(StoreError::from)?;
         let mut current: Option<(i64, i64)> = None;
         let mut records: Vec<RecordView> = Vec::new();
-        let flush = |cur: (i64, i64), records: &mut Vec<RecordView>, f: &mut dyn FnMut(CustomerExport) -> Result<(), E>| {
+        let flush = |cur: (i64, i64),
+                     records: &mut Vec<RecordView>,
+                     f: &mut dyn FnMut(CustomerExport) -> Result<(), E>| {
             let out = CustomerExport {
                 id: CustomerId(cur.0),
                 version: cur.1,
@@ -298,7 +310,10 @@ impl Store {
     }
 
     /// Stream one link per live source record that belongs to a customer.
-    pub fn for_each_link<E: From<StoreError>>(&self, mut f: impl FnMut(Link) -> Result<(), E>) -> Result<(), E> {
+    pub fn for_each_link<E: From<StoreError>>(
+        &self,
+        mut f: impl FnMut(Link) -> Result<(), E>,
+    ) -> Result<(), E> {
         let mut stmt = self
             .conn
             .prepare(
@@ -319,7 +334,10 @@ impl Store {
 
     /// Stream every event with the customer it attaches to (its record's customer, else the
     /// oldest customer holding one of its identifiers).
-    pub fn for_each_event<E: From<StoreError>>(&self, mut f: impl FnMut(EventExport) -> Result<(), E>) -> Result<(), E> {
+    pub fn for_each_event<E: From<StoreError>>(
+        &self,
+        mut f: impl FnMut(EventExport) -> Result<(), E>,
+    ) -> Result<(), E> {
         let mut stmt = self
             .conn
             .prepare(
@@ -339,7 +357,10 @@ impl Store {
             .map_err(StoreError::from)?;
         let mut rows = stmt.query([]).map_err(StoreError::from)?;
         while let Some(r) = rows.next().map_err(StoreError::from)? {
-            let (rid, seq): (i64, i64) = (r.get(0).map_err(StoreError::from)?, r.get(1).map_err(StoreError::from)?);
+            let (rid, seq): (i64, i64) = (
+                r.get(0).map_err(StoreError::from)?,
+                r.get(1).map_err(StoreError::from)?,
+            );
             let mut customer: Option<i64> = r.get(7).map_err(StoreError::from)?;
             if customer.is_none() {
                 customer = via_ids
@@ -351,7 +372,8 @@ impl Store {
                 event: EventEntry {
                     kind: r.get(2).map_err(StoreError::from)?,
                     occurred_at: r.get(3).map_err(StoreError::from)?,
-                    data: serde_json::from_str(&r.get::<_, String>(4).map_err(StoreError::from)?).unwrap_or_default(),
+                    data: serde_json::from_str(&r.get::<_, String>(4).map_err(StoreError::from)?)
+                        .unwrap_or_default(),
                     source: r.get(5).map_err(StoreError::from)?,
                     source_id: r.get(6).map_err(StoreError::from)?,
                 },
@@ -362,9 +384,13 @@ impl Store {
 
     /// Counts of everything.
     pub fn stats(&self) -> Result<Stats, StoreError> {
-        let one = |sql: &str| -> Result<i64, StoreError> { Ok(self.conn.query_row(sql, [], |r| r.get(0))?) };
+        let one = |sql: &str| -> Result<i64, StoreError> {
+            Ok(self.conn.query_row(sql, [], |r| r.get(0))?)
+        };
         let mut s = Stats {
-            customers: one("SELECT count(*) FROM customers WHERE merged_into IS NULL AND status = 'active'")?,
+            customers: one(
+                "SELECT count(*) FROM customers WHERE merged_into IS NULL AND status = 'active'",
+            )?,
             aliases: one("SELECT count(*) FROM customers WHERE merged_into IS NOT NULL")?,
             records: one("SELECT count(*) FROM source_records WHERE deleted = 0")?,
             deleted_records: one("SELECT count(*) FROM source_records WHERE deleted = 1")?,
@@ -383,7 +409,9 @@ impl Store {
             let (k, v) = row?;
             s.records_by_source.insert(k, v);
         }
-        let mut stmt = self.conn.prepare("SELECT connector, position FROM checkpoints ORDER BY connector")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT connector, position FROM checkpoints ORDER BY connector")?;
         for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))? {
             let (k, v) = row?;
             s.checkpoints.insert(k, v);

@@ -13,7 +13,7 @@ const MIGRATIONS: &[&str] = &[
     // history get their own rows, and customers keep alias pointers forever.
     r#"
     CREATE TABLE customers (
-        id          INTEGER PRIMARY KEY AUTOINCREMENT, -- stable, never reused
+        id          INTEGER PRIMARY KEY,               -- stable, never reused (rows are never deleted)
         created_at  INTEGER NOT NULL,                  -- unix micros
         version     INTEGER NOT NULL,                  -- changelog seq of the last change
         status      TEXT NOT NULL DEFAULT 'active',    -- active | merged | empty
@@ -29,13 +29,19 @@ const MIGRATIONS: &[&str] = &[
         deleted      INTEGER NOT NULL DEFAULT 0,
         customer_id  INTEGER REFERENCES customers(id), -- NULL for event-only and deleted records
         content_hash INTEGER NOT NULL,
-        record       TEXT NOT NULL,                    -- canonical identifiers/attributes/events, JSON
-        raw          TEXT,                             -- the source payload, JSON
         first_seen   INTEGER NOT NULL,
         updated_at   INTEGER NOT NULL,
         UNIQUE (source, source_id)
     );
     CREATE INDEX source_records_customer ON source_records(customer_id) WHERE customer_id IS NOT NULL;
+
+    -- The bulky part of a record, apart so the hot table above stays small enough to cache:
+    -- resolution probes touch source_records on every record, bodies only on reads and updates.
+    CREATE TABLE source_record_bodies (
+        record_id INTEGER PRIMARY KEY REFERENCES source_records(id),
+        record    TEXT NOT NULL,    -- canonical identifiers/attributes/events, JSON
+        raw       TEXT              -- the source payload, JSON
+    );
 
     -- Every identifier of every live record; only linkable ones join customers.
     CREATE TABLE identifiers (
@@ -91,13 +97,12 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
 
     CREATE TABLE changelog (
-        seq         INTEGER PRIMARY KEY AUTOINCREMENT, -- the customer version
+        seq         INTEGER PRIMARY KEY,               -- the customer version
         customer_id INTEGER NOT NULL,
         change      TEXT NOT NULL,   -- created | updated | merged | merged_into | record_removed
         details     TEXT,            -- JSON
         at          INTEGER NOT NULL
     );
-    CREATE INDEX changelog_customer ON changelog(customer_id);
 
     CREATE TABLE checkpoints (
         connector  TEXT PRIMARY KEY,

@@ -18,7 +18,10 @@ fn rec(source: &str, id: &str, version: i64, given: &str, ids: &[(&str, &str)]) 
         op: Op::Upsert,
         identifiers: ids
             .iter()
-            .map(|(k, v)| n.normalize(&IdentifierKind::parse(k).unwrap(), v, None).unwrap())
+            .map(|(k, v)| {
+                n.normalize(&IdentifierKind::parse(k).unwrap(), v, None)
+                    .unwrap()
+            })
             .collect(),
         attributes: Attributes {
             given_name: Some(given.into()),
@@ -47,12 +50,21 @@ fn shared_identifier_across_sources_merges_and_reapplying_changes_nothing() {
     let (_d, mut s) = store();
     let records = vec![
         rec("crm", "1", 1, "Jane", &[("email", "Jane@Example.com")]),
-        rec("billing", "b1", 1, "Jane", &[("email", " jane@example.com"), ("phone", "(415) 555-2671")]),
+        rec(
+            "billing",
+            "b1",
+            1,
+            "Jane",
+            &[("email", " jane@example.com"), ("phone", "(415) 555-2671")],
+        ),
         rec("calls", "c1", 1, "J", &[("phone", "+1 415 555 2671")]),
         rec("crm", "2", 1, "Bob", &[("email", "bob@example.com")]),
     ];
     let sum = s.apply(batch(records.clone())).unwrap();
-    assert_eq!((sum.applied, sum.unchanged, sum.customers_created), (4, 0, 2));
+    assert_eq!(
+        (sum.applied, sum.unchanged, sum.customers_created),
+        (4, 0, 2)
+    );
     let jane = lookup(&s, IdentifierKind::Email, "jane@example.com");
     assert_eq!(jane.len(), 1);
     assert_eq!(lookup(&s, IdentifierKind::Phone, "+14155552671"), jane);
@@ -64,21 +76,52 @@ fn shared_identifier_across_sources_merges_and_reapplying_changes_nothing() {
     let again = s.apply(batch(records)).unwrap();
     assert_eq!((again.applied, again.unchanged), (0, 4));
     let after = s.stats().unwrap();
-    assert_eq!(before.changelog_version, after.changelog_version, "no changelog entries on replay");
-    assert_eq!((before.customers, before.records, before.links), (after.customers, after.records, after.links));
+    assert_eq!(
+        before.changelog_version, after.changelog_version,
+        "no changelog entries on replay"
+    );
+    assert_eq!(
+        (before.customers, before.records, before.links),
+        (after.customers, after.records, after.links)
+    );
 }
 
 #[test]
 fn stale_versions_are_ignored_and_newer_ones_update_the_golden_view() {
     let (_d, mut s) = store();
-    s.apply(batch(vec![rec("crm", "1", 5, "Jane", &[("email", "j@x.com")])])).unwrap();
-    let stale = s.apply(batch(vec![rec("crm", "1", 4, "Old", &[("email", "j@x.com")])])).unwrap();
+    s.apply(batch(vec![rec(
+        "crm",
+        "1",
+        5,
+        "Jane",
+        &[("email", "j@x.com")],
+    )]))
+    .unwrap();
+    let stale = s
+        .apply(batch(vec![rec(
+            "crm",
+            "1",
+            4,
+            "Old",
+            &[("email", "j@x.com")],
+        )]))
+        .unwrap();
     assert_eq!(stale.unchanged, 1);
-    s.apply(batch(vec![rec("crm", "1", 6, "Janet", &[("email", "j@x.com")])])).unwrap();
+    s.apply(batch(vec![rec(
+        "crm",
+        "1",
+        6,
+        "Janet",
+        &[("email", "j@x.com")],
+    )]))
+    .unwrap();
     let c = lookup(&s, IdentifierKind::Email, "j@x.com")[0];
     let g = s.customer(c).unwrap().unwrap().golden;
     let given = g.given_name.unwrap();
-    assert_eq!((given.value.as_str(), given.provenance.version), ("Janet", 6));
+    assert_eq!(
+        (given.value.as_str(), given.provenance.version),
+        ("Janet", 6)
+    );
 }
 
 #[test]
@@ -100,22 +143,61 @@ fn placeholders_never_link() {
 #[test]
 fn oldest_customer_survives_a_merge_and_aliases_resolve() {
     let (_d, mut s) = store();
-    s.apply(batch(vec![rec("crm", "1", 1, "Jane", &[("email", "a@x.com")])])).unwrap();
-    s.apply(batch(vec![rec("billing", "1", 1, "Jane", &[("phone", "+14155552671")])])).unwrap();
-    s.apply(batch(vec![rec("helpdesk", "9", 1, "Jane", &[("email", "z@x.com")])])).unwrap();
+    s.apply(batch(vec![rec(
+        "crm",
+        "1",
+        1,
+        "Jane",
+        &[("email", "a@x.com")],
+    )]))
+    .unwrap();
+    s.apply(batch(vec![rec(
+        "billing",
+        "1",
+        1,
+        "Jane",
+        &[("phone", "+14155552671")],
+    )]))
+    .unwrap();
+    s.apply(batch(vec![rec(
+        "helpdesk",
+        "9",
+        1,
+        "Jane",
+        &[("email", "z@x.com")],
+    )]))
+    .unwrap();
     let a = lookup(&s, IdentifierKind::Email, "a@x.com")[0];
     let b = lookup(&s, IdentifierKind::Phone, "+14155552671")[0];
     let z = lookup(&s, IdentifierKind::Email, "z@x.com")[0];
     assert!(a < b && b < z);
     // b and z merge first, then everything merges into a: aliases of aliases re-point to a.
-    s.apply(batch(vec![rec("web", "w1", 1, "Jane", &[("phone", "415 555 2671"), ("email", "z@x.com")])]))
-        .unwrap();
+    s.apply(batch(vec![rec(
+        "web",
+        "w1",
+        1,
+        "Jane",
+        &[("phone", "415 555 2671"), ("email", "z@x.com")],
+    )]))
+    .unwrap();
     assert_eq!(s.resolve(z).unwrap().unwrap().id, b);
-    let sum = s.apply(batch(vec![rec("web", "w2", 1, "Jane", &[("email", "a@x.com"), ("email", "z@x.com")])])).unwrap();
+    let sum = s
+        .apply(batch(vec![rec(
+            "web",
+            "w2",
+            1,
+            "Jane",
+            &[("email", "a@x.com"), ("email", "z@x.com")],
+        )]))
+        .unwrap();
     assert_eq!(sum.merges, 1);
     for old in [b, z] {
         let r = s.resolve(old).unwrap().unwrap();
-        assert_eq!((r.id, r.alias), (a, Some(old)), "alias {old} resolves to the survivor");
+        assert_eq!(
+            (r.id, r.alias),
+            (a, Some(old)),
+            "alias {old} resolves to the survivor"
+        );
     }
     let profile = s.customer(a).unwrap().unwrap();
     assert_eq!(profile.aliases, vec![b, z]);
@@ -137,7 +219,11 @@ fn quarantine_and_checkpoint_commit_with_the_batch() {
     let sum = s.apply(b.clone()).unwrap();
     assert_eq!((sum.applied, sum.quarantined), (1, 1));
     s.apply(b).unwrap();
-    assert_eq!(s.stats().unwrap().quarantined, 1, "the same bad row is quarantined once");
+    assert_eq!(
+        s.stats().unwrap().quarantined,
+        1,
+        "the same bad row is quarantined once"
+    );
     assert_eq!(s.checkpoint("test").unwrap().as_deref(), Some("crm.csv:3"));
     let q = s.quarantined(10).unwrap();
     assert_eq!(q[0].raw, "1,2");
@@ -146,7 +232,14 @@ fn quarantine_and_checkpoint_commit_with_the_batch() {
 #[test]
 fn deletes_detach_records_and_empty_customers_disappear() {
     let (_d, mut s) = store();
-    s.apply(batch(vec![rec("crm", "1", 1, "Jane", &[("email", "a@x.com")])])).unwrap();
+    s.apply(batch(vec![rec(
+        "crm",
+        "1",
+        1,
+        "Jane",
+        &[("email", "a@x.com")],
+    )]))
+    .unwrap();
     let c = lookup(&s, IdentifierKind::Email, "a@x.com")[0];
     let mut del = rec("crm", "1", 2, "Jane", &[]);
     del.op = Op::Delete;
@@ -160,7 +253,9 @@ fn deletes_detach_records_and_empty_customers_disappear() {
 fn events_attach_through_identifiers_without_being_identities() {
     let (_d, mut s) = store();
     let n = Normalizer::default();
-    let phone = n.normalize(&IdentifierKind::Phone, "415-555-2671", None).unwrap();
+    let phone = n
+        .normalize(&IdentifierKind::Phone, "415-555-2671", None)
+        .unwrap();
     let call = SourceRecord {
         source: "calls".into(),
         source_id: "call-1".into(),
@@ -176,7 +271,11 @@ fn events_attach_through_identifiers_without_being_identities() {
         }],
         raw: serde_json::Value::Null,
     };
-    s.apply(batch(vec![call, rec("crm", "1", 1, "Jane", &[("phone", "+14155552671")])])).unwrap();
+    s.apply(batch(vec![
+        call,
+        rec("crm", "1", 1, "Jane", &[("phone", "+14155552671")]),
+    ]))
+    .unwrap();
     let st = s.stats().unwrap();
     assert_eq!(st.customers, 1, "the call is not a customer");
     let c = lookup(&s, IdentifierKind::Phone, "+14155552671")[0];
@@ -201,6 +300,9 @@ fn a_newer_schema_is_refused() {
     conn.pragma_update(None, "user_version", 999).unwrap();
     drop(conn);
     let err = Store::open(&path, StoreOptions::default()).err().unwrap();
-    assert!(matches!(err, StoreError::NewerSchema { found: 999, .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::NewerSchema { found: 999, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("newer onetruth"));
 }

@@ -92,9 +92,8 @@ impl Config {
             .build()
             .and_then(|c| c.try_deserialize())
             .with_context(|| format!("config {origin}"))?;
-        raw.validate(db).map_err(|errors| {
-            anyhow::anyhow!("config {origin}: {}", errors.join("; "))
-        })
+        raw.validate(db)
+            .map_err(|errors| anyhow::anyhow!("config {origin}: {}", errors.join("; ")))
     }
 }
 
@@ -112,7 +111,9 @@ impl RawConfig {
         for k in &self.identifiers.custom_kinds {
             match IdentifierKind::parse(k) {
                 Some(IdentifierKind::Custom(_)) => {}
-                Some(_) => errors.push(format!("identifiers.custom_kinds: `{k}` is a built-in kind")),
+                Some(_) => errors.push(format!(
+                    "identifiers.custom_kinds: `{k}` is a built-in kind"
+                )),
                 None => errors.push(format!(
                     "identifiers.custom_kinds: `{k}` must be lowercase letters, digits and `_`"
                 )),
@@ -123,12 +124,17 @@ impl RawConfig {
             self.identifiers.default_blocklist.unwrap_or(true),
         )
         .unwrap_or_else(|errs| {
-            errors.extend(errs.into_iter().map(|e| format!("identifiers.blocklist: {e}")));
+            errors.extend(
+                errs.into_iter()
+                    .map(|e| format!("identifiers.blocklist: {e}")),
+            );
             IdentifierPolicy::default()
         });
         let listen_text = self.api.listen.as_deref().unwrap_or("127.0.0.1:7700");
         let listen = listen_text.parse().unwrap_or_else(|_| {
-            errors.push(format!("api.listen: `{listen_text}` is not an address like 127.0.0.1:7700"));
+            errors.push(format!(
+                "api.listen: `{listen_text}` is not an address like 127.0.0.1:7700"
+            ));
             SocketAddr::from(([127, 0, 0, 1], 7700))
         });
         let batch_size = self.ingest.batch_size.unwrap_or(5000);
@@ -168,7 +174,9 @@ mod tests {
             api: RawApi {
                 listen: Some("nowhere".into()),
             },
-            ingest: RawIngest { batch_size: Some(0) },
+            ingest: RawIngest {
+                batch_size: Some(0),
+            },
             ..Default::default()
         };
         let errors = raw.validate(None).unwrap_err();
@@ -190,7 +198,11 @@ mod tests {
     fn db_flag_wins_over_file() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("onetruth.toml");
-        std::fs::write(&f, "[store]\npath = \"a.db\"\n[identifiers]\ndefault_region = \"gb\"\n").unwrap();
+        std::fs::write(
+            &f,
+            "[store]\npath = \"a.db\"\n[identifiers]\ndefault_region = \"gb\"\n",
+        )
+        .unwrap();
         let c = Config::load(Some(&f), Some("b.db".into())).unwrap();
         assert_eq!(c.db, PathBuf::from("b.db"));
         assert_eq!(c.normalizer.default_region(), "GB".parse().unwrap());

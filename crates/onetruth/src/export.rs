@@ -22,13 +22,28 @@ pub enum Format {
 }
 
 const CUSTOMER_COLUMNS: &[&str] = &[
-    "customer_id", "version", "records", "given_name", "family_name", "full_name", "birth_date", "company",
-    "emails", "phones", "external_ids", "address_line1", "address_city", "address_postal_code", "address_country",
+    "customer_id",
+    "version",
+    "records",
+    "given_name",
+    "family_name",
+    "full_name",
+    "birth_date",
+    "company",
+    "emails",
+    "phones",
+    "external_ids",
+    "address_line1",
+    "address_city",
+    "address_postal_code",
+    "address_country",
 ];
 
 fn customer_row(c: &CustomerExport) -> Vec<String> {
     let g = &c.golden;
-    let s = |v: &Option<onetruth_resolve::Valued<String>>| v.as_ref().map(|v| v.value.clone()).unwrap_or_default();
+    let s = |v: &Option<onetruth_resolve::Valued<String>>| {
+        v.as_ref().map(|v| v.value.clone()).unwrap_or_default()
+    };
     let ids = |k: IdentifierKind| {
         g.identifiers
             .iter()
@@ -37,7 +52,11 @@ fn customer_row(c: &CustomerExport) -> Vec<String> {
             .collect::<Vec<_>>()
             .join(";")
     };
-    let a = g.address.as_ref().map(|a| a.value.clone()).unwrap_or_default();
+    let a = g
+        .address
+        .as_ref()
+        .map(|a| a.value.clone())
+        .unwrap_or_default();
     vec![
         c.id.to_string(),
         c.version.to_string(),
@@ -58,9 +77,17 @@ fn customer_row(c: &CustomerExport) -> Vec<String> {
 }
 
 /// Export; returns the number of rows written.
-pub fn export(store: &Store, what: What, format: Format, since: Option<i64>, output: Option<&Path>) -> anyhow::Result<u64> {
+pub fn export(
+    store: &Store,
+    what: What,
+    format: Format,
+    since: Option<i64>,
+    output: Option<&Path>,
+) -> anyhow::Result<u64> {
     let sink: Box<dyn Write> = match output {
-        Some(p) => Box::new(std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?),
+        Some(p) => Box::new(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        ),
         None => Box::new(std::io::stdout().lock()),
     };
     let mut w = std::io::BufWriter::with_capacity(1 << 16, sink);
@@ -99,7 +126,14 @@ pub fn export(store: &Store, what: What, format: Format, since: Option<i64>, out
                     })?;
                 }
                 What::Events => {
-                    csv.write_record(["customer_id", "kind", "occurred_at", "source", "source_id", "data"])?;
+                    csv.write_record([
+                        "customer_id",
+                        "kind",
+                        "occurred_at",
+                        "source",
+                        "source_id",
+                        "data",
+                    ])?;
                     store.for_each_event(|e| -> anyhow::Result<()> {
                         csv.write_record([
                             e.customer_id.map(|c| c.to_string()).unwrap_or_default(),

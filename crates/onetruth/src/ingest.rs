@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use onetruth_connect::{Manifest, Mapper, RawBody, Source};
 use onetruth_connector_file::{FileParams, FileSource};
-use onetruth_store::{ApplySummary, Batch, QuarantineEntry, Store};
+use onetruth_store::{ApplySummary, Batch, PreparedBatch, QuarantineEntry, Store};
 
 use crate::config::Config;
 
@@ -54,7 +54,11 @@ impl Connector {
         Self::from_manifest(manifest, path, cfg)
     }
 
-    pub fn from_manifest(manifest: Manifest, path: &Path, cfg: &Config) -> anyhow::Result<Connector> {
+    pub fn from_manifest(
+        manifest: Manifest,
+        path: &Path,
+        cfg: &Config,
+    ) -> anyhow::Result<Connector> {
         match (
             Mapper::new(&manifest, &cfg.normalizer),
             FileParams::from_manifest(manifest.transport.as_ref()),
@@ -74,7 +78,12 @@ impl Connector {
 }
 
 /// Ingest `files` with `connector` into the store.
-pub fn ingest(cfg: &Config, connector: &Connector, files: &[PathBuf], show_progress: bool) -> anyhow::Result<IngestReport> {
+pub fn ingest(
+    cfg: &Config,
+    connector: &Connector,
+    files: &[PathBuf],
+    show_progress: bool,
+) -> anyhow::Result<IngestReport> {
     if files.is_empty() {
         bail!("no input files: give one or more files after the manifest");
     }
@@ -83,13 +92,19 @@ pub fn ingest(cfg: &Config, connector: &Connector, files: &[PathBuf], show_progr
     for f in files {
         sources.push(FileSource::open(f, &connector.params).with_context(|| "cannot read input")?);
     }
-    let total_bytes: u64 = sources.iter().filter_map(|s| s.progress()).map(|p| p.1).sum();
+    let total_bytes: u64 = sources
+        .iter()
+        .filter_map(|s| s.progress())
+        .map(|p| p.1)
+        .sum();
     let bar = if show_progress && std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(total_bytes);
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
         );
         bar.set_message(connector.manifest.source.clone());
         bar
@@ -104,7 +119,7 @@ pub fn ingest(cfg: &Config, connector: &Connector, files: &[PathBuf], show_progr
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0);
     let connector_name = format!("file:{}", connector.manifest.source);
-    let (tx, rx) = mpsc::sync_channel::<Batch>(4);
+    let (tx, rx) = mpsc::sync_channel::<PreparedBatch>(4);
     let batch_size = cfg.batch_size;
     let mut report = IngestReport::default();
 
@@ -119,7 +134,9 @@ pub fn ingest(cfg: &Config, connector: &Connector, files: &[PathBuf], show_progr
                         break;
                     }
                     read += raws.len() as u64;
-                    let batch = map_batch(connector, &connector_name, raws, run_version);
+                    // Mapping and preparing (screening, serializing) run here, off the writer thread.
+                    let batch = map_batch(connector, &connector_name, raws, run_version)
+                        .prepare(&cfg.policy);
                     if let Some((done, _)) = source.progress() {
                         bar.set_position(done_bytes + done);
                     }
@@ -146,9 +163,15 @@ pub fn ingest(cfg: &Config, connector: &Connector, files: &[PathBuf], show_progr
     Ok(report)
 }
 
-fn apply_all(store: &mut Store, rx: mpsc::Receiver<Batch>, summary: &mut ApplySummary) -> anyhow::Result<()> {
+fn apply_all(
+    store: &mut Store,
+    rx: mpsc::Receiver<PreparedBatch>,
+    summary: &mut ApplySummary,
+) -> anyhow::Result<()> {
     for batch in rx {
-        *summary += store.apply(batch).context("writing to the store")?;
+        *summary += store
+            .apply_prepared(batch)
+            .context("writing to the store")?;
     }
     Ok(())
 }
@@ -167,9 +190,9 @@ pub fn map_batch(
         checkpoint: raws.last().map(|r| r.position.0.clone()),
     };
     for raw in raws {
-        match connector.mapper.map(&raw, run_version) {
+        match connector.mapper.map_owned(raw, run_version) {
             Ok(record) => batch.records.push(record),
-            Err(e) => {
+            Err((e, raw)) => {
                 let text = match raw.body {
                     RawBody::Parsed(obj) => serde_json::Value::Object(obj).to_string(),
                     RawBody::Malformed { text, .. } => text,

@@ -100,16 +100,16 @@ enum Command {
     },
 }
 
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(matches!(cli.command, Command::Serve { .. } | Command::Demo { .. }));
+    init_tracing(matches!(
+        cli.command,
+        Command::Serve { .. } | Command::Demo { .. }
+    ));
     match run(cli) {
         Ok(code) => code,
         // `onetruth export ... | head` is not an error.
-        Err(e) if e.chain().any(is_broken_pipe) => {
-            ExitCode::SUCCESS
-        }
+        Err(e) if e.chain().any(is_broken_pipe) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -18,23 +18,49 @@ pub fn print_lookup(profiles: &[CustomerProfile], json: bool) -> anyhow::Result<
         return Ok(());
     }
     for p in profiles {
-        let name = p.golden.full_name.as_ref().map(|v| v.value.as_str()).unwrap_or("(no name)");
-        let sources: Vec<String> = p.records.iter().map(|r| format!("{}:{}", r.source, r.source_id)).collect();
-        writeln!(w, "{}\t{}\t{} records: {}", p.id, name, p.records.len(), sources.join(", "))?;
+        let name = p
+            .golden
+            .full_name
+            .as_ref()
+            .map(|v| v.value.as_str())
+            .unwrap_or("(no name)");
+        let sources: Vec<String> = p
+            .records
+            .iter()
+            .map(|r| format!("{}:{}", r.source, r.source_id))
+            .collect();
+        writeln!(
+            w,
+            "{}\t{}\t{} records: {}",
+            p.id,
+            name,
+            p.records.len(),
+            sources.join(", ")
+        )?;
     }
     Ok(())
 }
 
 fn prov<T>(v: &Valued<T>) -> String {
-    format!("{}:{} v{}", v.provenance.source, v.provenance.source_id, v.provenance.version)
+    format!(
+        "{}:{} v{}",
+        v.provenance.source, v.provenance.source_id, v.provenance.version
+    )
 }
 
-pub fn print_profile(p: &CustomerProfile, alias: Option<CustomerId>, json: bool) -> anyhow::Result<()> {
+pub fn print_profile(
+    p: &CustomerProfile,
+    alias: Option<CustomerId>,
+    json: bool,
+) -> anyhow::Result<()> {
     let mut w = out();
     if json {
         let mut v = serde_json::to_value(p)?;
         if let (Some(a), Some(obj)) = (alias, v.as_object_mut()) {
-            obj.insert("requested_id".into(), serde_json::Value::String(a.to_string()));
+            obj.insert(
+                "requested_id".into(),
+                serde_json::Value::String(a.to_string()),
+            );
         }
         serde_json::to_writer_pretty(&mut w, &v)?;
         writeln!(w)?;
@@ -64,19 +90,42 @@ pub fn print_profile(p: &CustomerProfile, alias: Option<CustomerId>, json: bool)
         }
     }
     if let Some(a) = &g.address {
-        let parts: Vec<&str> = [&a.value.line1, &a.value.line2, &a.value.city, &a.value.region, &a.value.postal_code, &a.value.country]
-            .into_iter()
-            .filter_map(|s| s.as_deref())
-            .collect();
-        writeln!(w, "  {:<12} {:<32} {}", "address", parts.join(", "), prov(a))?;
+        let parts: Vec<&str> = [
+            &a.value.line1,
+            &a.value.line2,
+            &a.value.city,
+            &a.value.region,
+            &a.value.postal_code,
+            &a.value.country,
+        ]
+        .into_iter()
+        .filter_map(|s| s.as_deref())
+        .collect();
+        writeln!(
+            w,
+            "  {:<12} {:<32} {}",
+            "address",
+            parts.join(", "),
+            prov(a)
+        )?;
     }
     for (k, v) in &g.traits {
         writeln!(w, "  {k:<12} {:<32} {}", v.value.to_string(), prov(v))?;
     }
     writeln!(w, "\nidentifiers")?;
     for id in &g.identifiers {
-        let flag = if id.value.linkable { "" } else { "  (placeholder, not linked)" };
-        writeln!(w, "  {:<9} {:<32} {}{flag}", id.value.kind.as_str(), id.value.value, prov(id))?;
+        let flag = if id.value.linkable {
+            ""
+        } else {
+            "  (placeholder, not linked)"
+        };
+        writeln!(
+            w,
+            "  {:<9} {:<32} {}{flag}",
+            id.value.kind.as_str(),
+            id.value.value,
+            prov(id)
+        )?;
     }
     writeln!(w, "\nsource records ({})", p.records.len())?;
     for r in &p.records {
@@ -89,7 +138,11 @@ pub fn print_profile(p: &CustomerProfile, alias: Option<CustomerId>, json: bool)
     if !p.events.is_empty() {
         writeln!(w, "\nrecent events")?;
         for e in &p.events {
-            writeln!(w, "  {}  {:<8} {}:{}  {}", e.occurred_at, e.kind, e.source, e.source_id, e.data)?;
+            writeln!(
+                w,
+                "  {}  {:<8} {}:{}  {}",
+                e.occurred_at, e.kind, e.source, e.source_id, e.data
+            )?;
         }
     }
     Ok(())
@@ -124,7 +177,11 @@ pub fn print_stats(s: &Stats, json: bool) -> anyhow::Result<()> {
 pub fn print_quarantine(rows: &[Quarantined]) -> anyhow::Result<()> {
     let mut w = out();
     for q in rows {
-        writeln!(w, "{}  {}  {}\n  raw: {}", q.source, q.position, q.reason, q.raw)?;
+        writeln!(
+            w,
+            "{}  {}  {}\n  raw: {}",
+            q.source, q.position, q.reason, q.raw
+        )?;
     }
     if rows.is_empty() {
         writeln!(w, "quarantine is empty")?;

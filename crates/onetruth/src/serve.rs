@@ -10,7 +10,9 @@ use crate::config::Config;
 
 pub fn serve(cfg: &Config, listen: Option<&str>) -> anyhow::Result<()> {
     let addr: SocketAddr = match listen {
-        Some(l) => l.parse().with_context(|| format!("--listen `{l}` is not an address like 127.0.0.1:7700"))?,
+        Some(l) => l
+            .parse()
+            .with_context(|| format!("--listen `{l}` is not an address like 127.0.0.1:7700"))?,
         None => cfg.listen,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -25,7 +27,11 @@ pub fn serve(cfg: &Config, listen: Option<&str>) -> anyhow::Result<()> {
         // Tests and scripts read this line to find the port when listening on :0.
         println!("listening on http://{local}");
         tracing::info!(%local, "api listening");
-        let state = ApiState::new(cfg.db.clone(), crate::store_options(cfg, true), cfg.normalizer.clone());
+        let state = ApiState::new(
+            cfg.db.clone(),
+            crate::store_options(cfg, true),
+            cfg.normalizer.clone(),
+        );
         let shutdown = CancellationToken::new();
         tokio::spawn(wait_for_signal(shutdown.clone()));
         onetruth_api::serve(listener, state, shutdown.cancelled_owned())
@@ -40,15 +46,16 @@ async fn wait_for_signal(token: CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                let _ = ctrl_c.await;
-                token.cancel();
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                    let _ = ctrl_c.await;
+                    token.cancel();
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
