@@ -44,6 +44,7 @@ fn start(args: &[&str]) -> Server {
         banner.push(line);
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("server exited before listening; output: {banner:?}");
 }
 

@@ -684,7 +684,7 @@ fn raw_value<'a>(
                 }
             }
             let collapsed = out.split_whitespace().collect::<Vec<_>>().join(" ");
-            (filled && !collapsed.is_empty()).then(|| Cow::Owned(Value::String(collapsed)))
+            (filled && !collapsed.is_empty()).then_some(Cow::Owned(Value::String(collapsed)))
         }
     })
 }
