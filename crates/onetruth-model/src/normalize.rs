@@ -162,10 +162,147 @@ fn normalize_phone(raw: &str, region: PhoneRegion) -> Result<String, NormalizeEr
     };
     let number =
         phonenumber::parse(Some(region.0), input).map_err(|_| NormalizeError::InvalidPhone)?;
-    if !phonenumber::is_valid(&number) {
+    let code = number.code().value();
+    let national = number.national().to_string();
+    if !validity::is_valid(code, &national) {
         return Err(NormalizeError::InvalidPhone);
     }
-    Ok(number.format().mode(phonenumber::Mode::E164).to_string())
+    // E.164 is exactly this; the crate's formatter would also pick a national format first.
+    Ok(format!("+{code}{national}"))
+}
+
+/// `phonenumber::is_valid`, with the crate's metadata but our own compiled regexes.
+///
+/// The crate routes every regex use through one global LRU cache keyed by the pattern text:
+/// a mutex plus a SipHash of patterns over a kilobyte long, several times per number, which
+/// made validation most of the cost of mapping a record. The rules here mirror the crate's
+/// `is_valid_with` exactly (region selection by leading digits, then "the general pattern and
+/// at least one typed pattern match at the start, with a possible length"); a table test checks
+/// both agree.
+mod validity {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    use phonenumber::metadata::{DATABASE, Descriptor, Metadata};
+    use regex::Regex;
+
+    struct Pattern {
+        re: Regex,
+        possible_length: Vec<u16>,
+    }
+
+    impl Pattern {
+        fn new(d: &Descriptor) -> Option<Pattern> {
+            let re = regex::RegexBuilder::new(&format!("^(?:{})", d.national_number().as_str()))
+                .ignore_whitespace(true)
+                .build()
+                .ok()?;
+            Some(Pattern {
+                re,
+                possible_length: d.possible_length().to_vec(),
+            })
+        }
+
+        fn is_match(&self, national: &str) -> bool {
+            (self.possible_length.is_empty()
+                || self.possible_length.contains(&(national.len() as u16)))
+                && self.re.is_match(national)
+        }
+    }
+
+    struct Region {
+        leading_digits: Option<Regex>,
+        general: Option<Pattern>,
+        typed: Vec<Pattern>,
+    }
+
+    impl Region {
+        fn new(meta: &Metadata) -> Region {
+            let d = meta.descriptors();
+            let typed = [
+                d.premium_rate(),
+                d.toll_free(),
+                d.shared_cost(),
+                d.voip(),
+                d.personal_number(),
+                d.pager(),
+                d.uan(),
+                d.voicemail(),
+                d.fixed_line(),
+                d.mobile(),
+            ]
+            .into_iter()
+            .flatten()
+            .filter_map(Pattern::new)
+            .collect();
+            Region {
+                leading_digits: meta.leading_digits().and_then(|l| {
+                    regex::RegexBuilder::new(&format!("^(?:{})", l.as_str()))
+                        .ignore_whitespace(true)
+                        .build()
+                        .ok()
+                }),
+                general: Pattern::new(d.general()),
+                typed,
+            }
+        }
+
+        fn has_type(&self, national: &str) -> bool {
+            self.general.as_ref().is_some_and(|g| g.is_match(national))
+                && self.typed.iter().any(|p| p.is_match(national))
+        }
+    }
+
+    type ByCode = Mutex<HashMap<u16, Arc<Vec<Region>>>>;
+
+    fn regions(code: u16) -> Arc<Vec<Region>> {
+        static CACHE: OnceLock<ByCode> = OnceLock::new();
+        let cache = CACHE.get_or_init(Default::default);
+        // A poisoned lock only means another thread panicked while compiling; the map is
+        // still consistent (entries are inserted whole), so keep using it.
+        let mut map = cache.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(code)
+            .or_insert_with(|| {
+                let metas: Vec<&Metadata> = match DATABASE.region(&code) {
+                    Some(ids) if !(ids.len() == 1 && ids[0] == "001") => {
+                        ids.iter().filter_map(|id| DATABASE.by_id(*id)).collect()
+                    }
+                    _ => DATABASE
+                        .by_code(&code)
+                        .and_then(|m| m.into_iter().next())
+                        .into_iter()
+                        .collect(),
+                };
+                Arc::new(metas.into_iter().map(Region::new).collect())
+            })
+            .clone()
+    }
+
+    /// Whether the national significant number (leading zeros included) is valid under
+    /// country calling code `code`.
+    pub(super) fn is_valid(code: u16, national: &str) -> bool {
+        let regions = regions(code);
+        if regions.len() == 1 {
+            return regions[0].has_type(national);
+        }
+        // Several regions share the code (NANP): the first whose leading digits match, or
+        // without leading digits the first with a matching type, decides.
+        for region in regions.iter() {
+            match &region.leading_digits {
+                Some(l) => {
+                    if l.is_match(national) {
+                        return region.has_type(national);
+                    }
+                }
+                None => {
+                    if region.has_type(national) {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
+    }
 }
 
 fn normalize_external(raw: &str) -> Result<String, NormalizeError> {
@@ -175,4 +312,56 @@ fn normalize_external(raw: &str) -> Result<String, NormalizeError> {
         return Err(NormalizeError::InvalidExternal);
     }
     Ok(format!("{system}:{id}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validity;
+
+    /// Our validator must agree with `phonenumber::is_valid` on every number, valid or not.
+    #[test]
+    fn fast_validity_agrees_with_the_phonenumber_crate() {
+        let codes = [
+            1u16, 7, 20, 27, 33, 34, 39, 44, 49, 52, 55, 61, 62, 65, 81, 82, 86, 91, 234, 353, 358,
+            380, 852, 971, 979, 800, 882,
+        ];
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            // splitmix64: deterministic, so a failure reproduces.
+            state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let (mut checked, mut valid) = (0, 0);
+        for _ in 0..5_000 {
+            let code = codes[(next() % codes.len() as u64) as usize];
+            let len = 6 + (next() % 7) as usize;
+            let digits: String = (0..len)
+                .map(|_| char::from(b'0' + (next() % 10) as u8))
+                .collect();
+            let text = format!("+{code}{digits}");
+            let Ok(number) = phonenumber::parse(None, &text) else {
+                continue;
+            };
+            let want = phonenumber::is_valid(&number);
+            let national = number.national().to_string();
+            assert_eq!(
+                validity::is_valid(number.code().value(), &national),
+                want,
+                "{text}"
+            );
+            if want {
+                let e164 = number.format().mode(phonenumber::Mode::E164).to_string();
+                assert_eq!(e164, format!("+{}{national}", number.code().value()));
+            }
+            checked += 1;
+            valid += usize::from(want);
+        }
+        assert!(
+            checked > 3_500 && valid > 250,
+            "checked {checked}, valid {valid}"
+        );
+    }
 }
