@@ -4,7 +4,10 @@
 use std::collections::BTreeSet;
 
 use onetruth_model::{Attributes, Event, Identifier, Op, SourceRecord};
-use rusqlite::{OptionalExtension, Transaction, params};
+use std::collections::HashSet;
+use std::hash::BuildHasherDefault;
+
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
 use onetruth_resolve::IdentifierPolicy;
@@ -88,6 +91,10 @@ pub struct PreparedRecord {
     record_json: String,
     raw_json: Option<String>,
     hash: i64,
+    /// [`identifier_hash`] of each of `stored.identifiers`, computed off the writer thread.
+    identifier_hashes: Vec<u64>,
+    /// [`identifier_hash`] of `(source, source_id)`.
+    key_hash: u64,
 }
 
 /// A [`Batch`] after [`Batch::prepare`].
@@ -124,7 +131,14 @@ impl Batch {
                 // serde_json::Value), so this cannot fail.
                 let record_json = serde_json::to_string(&stored).expect("stored record serializes");
                 let hash = fnv1a(record_json.as_bytes()) ^ i64::from(deleted);
+                let identifier_hashes = stored
+                    .identifiers
+                    .iter()
+                    .map(|i| identifier_hash(i.kind.as_str(), &i.value))
+                    .collect();
                 PreparedRecord {
+                    key_hash: identifier_hash(&r.source, &r.source_id),
+                    identifier_hashes,
                     source: r.source,
                     source_id: r.source_id,
                     version: r.version,
@@ -157,6 +171,7 @@ struct Existing {
 /// and saves a sqlite_sequence write per row.
 struct Tx<'a> {
     tx: Transaction<'a>,
+    filter: Option<IdentifierFilter>,
     now: i64,
     next_customer: i64,
     next_seq: i64,
@@ -172,7 +187,32 @@ impl Store {
 
     /// Apply a batch prepared with this store's policy, in one transaction.
     pub fn apply_prepared(&mut self, batch: PreparedBatch) -> Result<ApplySummary, StoreError> {
-        let tx = self.conn.transaction()?;
+        self.apply_group(vec![batch])
+    }
+
+    /// Apply several prepared batches in one transaction (group commit), each batch's records,
+    /// quarantine and checkpoint in order. A bulk load commits less often this way: every
+    /// commit rewrites each index page it touched, and with random keys (emails) that is
+    /// nearly a page per record once the store is large.
+    pub fn apply_group(&mut self, batches: Vec<PreparedBatch>) -> Result<ApplySummary, StoreError> {
+        let records: usize = batches.iter().map(|b| b.records.len()).sum();
+        // The filter travels with the transaction and comes back only if it commits.
+        let mut filter = self.filter.take();
+        // IMMEDIATE: take the write lock now, so the snapshot read below is the one written to.
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let data_version: i64 = tx.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        if filter
+            .as_ref()
+            .is_some_and(|f| f.data_version != data_version)
+        {
+            // Another connection wrote since our last commit: the filter may miss its values.
+            filter = None;
+        }
+        if filter.is_none() && records >= IdentifierFilter::MIN_BATCH {
+            filter = Some(IdentifierFilter::load(&tx, data_version)?);
+        }
         let next_customer: i64 =
             tx.query_row("SELECT coalesce(max(id), 0) + 1 FROM customers", [], |r| {
                 r.get(0)
@@ -183,15 +223,16 @@ impl Store {
             })?;
         let mut t = Tx {
             tx,
+            filter,
             now: now_micros(),
             next_customer,
             next_seq,
             summary: ApplySummary::default(),
         };
-        for record in &batch.records {
-            t.record(record)?;
-        }
-        {
+        for batch in &batches {
+            for record in &batch.records {
+                t.record(record)?;
+            }
             let mut q = t.tx.prepare_cached(
                 "INSERT INTO quarantine (source, position, raw, reason, first_seen, last_seen)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?5)
@@ -201,21 +242,102 @@ impl Store {
                 q.execute(params![e.source, e.position, e.raw, e.reason, t.now])?;
                 t.summary.quarantined += 1;
             }
+            if let Some(position) = &batch.checkpoint {
+                t.tx.prepare_cached(
+                    "INSERT INTO checkpoints (connector, position, updated_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (connector) DO UPDATE SET position = ?2, updated_at = ?3",
+                )?
+                .execute(params![batch.connector, position, t.now])?;
+            }
         }
-        if let Some(position) = &batch.checkpoint {
-            t.tx.prepare_cached(
-                "INSERT INTO checkpoints (connector, position, updated_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (connector) DO UPDATE SET position = ?2, updated_at = ?3",
-            )?
-            .execute(params![batch.connector, position, t.now])?;
+        let (tx, summary, mut filter) = t.finish();
+        tx.commit()?;
+        // Our own commits leave data_version unchanged; the next batch compares to it.
+        if let Some(f) = filter.as_mut() {
+            f.data_version = self
+                .conn
+                .query_row("PRAGMA data_version", [], |r| r.get(0))?;
         }
-        let summary = t.summary;
-        t.tx.commit()?;
+        self.filter = filter;
         Ok(summary)
     }
 }
 
-impl Tx<'_> {
+/// Hash of an identifier's kind and normalized value, for [`IdentifierFilter`].
+fn identifier_hash(kind: &str, value: &str) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in kind.bytes().chain([0u8]).chain(value.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    // FNV's low bits mix poorly; fold the high half in for the hash set.
+    h ^ (h >> 29)
+}
+
+/// The hashes of every linkable identifier in the store, kept by the writer so that a probe
+/// for a value no record has (most probes, when loading new customers) skips SQLite. It only
+/// answers "certainly absent" or "maybe present": a hit still runs the real query, and a stale
+/// entry (a value since removed) costs one query, never a wrong link. Loaded for large batches
+/// only, and dropped whenever another connection has written (`PRAGMA data_version`).
+pub(crate) struct IdentifierFilter {
+    hashes: HashSet<u64, BuildHasherDefault<PassThroughHasher>>,
+    /// Hashes of `(source, source_id)` of every stored record, to skip the lookup of new ones.
+    records: HashSet<u64, BuildHasherDefault<PassThroughHasher>>,
+    data_version: i64,
+}
+
+impl IdentifierFilter {
+    /// Below this many records a batch probes SQLite directly: loading costs a table scan.
+    const MIN_BATCH: usize = 2000;
+
+    fn load(tx: &Transaction, data_version: i64) -> Result<Self, StoreError> {
+        let mut hashes = HashSet::default();
+        let mut stmt = tx.prepare("SELECT kind, value FROM identifiers WHERE linkable = 1")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let kind = r.get_ref(0)?.as_str().unwrap_or_default();
+            let value = r.get_ref(1)?.as_str().unwrap_or_default();
+            hashes.insert(identifier_hash(kind, value));
+        }
+        let mut records = HashSet::default();
+        let mut stmt = tx.prepare("SELECT source, source_id FROM source_records")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let source = r.get_ref(0)?.as_str().unwrap_or_default();
+            let source_id = r.get_ref(1)?.as_str().unwrap_or_default();
+            records.insert(identifier_hash(source, source_id));
+        }
+        Ok(IdentifierFilter {
+            hashes,
+            records,
+            data_version,
+        })
+    }
+}
+
+/// The keys are already hashes.
+#[derive(Default)]
+struct PassThroughHasher(u64);
+
+impl std::hash::Hasher for PassThroughHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+impl<'a> Tx<'a> {
+    fn finish(self) -> (Transaction<'a>, ApplySummary, Option<IdentifierFilter>) {
+        (self.tx, self.summary, self.filter)
+    }
+
     fn changelog(
         &mut self,
         customer: i64,
@@ -239,8 +361,15 @@ impl Tx<'_> {
 
     fn record(&mut self, rec: &PreparedRecord) -> Result<(), StoreError> {
         let tx = &self.tx;
-        let existing = tx
-            .prepare_cached(
+        // A record key the filter has never seen is certainly new: skip the lookup.
+        let maybe_known = self
+            .filter
+            .as_mut()
+            .is_none_or(|f| !f.records.insert(rec.key_hash));
+        let existing = if !maybe_known {
+            None
+        } else {
+            tx.prepare_cached(
                 "SELECT id, version, content_hash, customer_id FROM source_records
                  WHERE source = ?1 AND source_id = ?2",
             )?
@@ -252,7 +381,8 @@ impl Tx<'_> {
                     customer: r.get(3)?,
                 })
             })
-            .optional()?;
+            .optional()?
+        };
         if let Some(e) = &existing {
             if rec.version <= e.version {
                 self.summary.unchanged += 1;
@@ -267,7 +397,7 @@ impl Tx<'_> {
                 return Ok(());
             }
             let text: String = tx
-                .prepare_cached("SELECT record FROM source_record_bodies WHERE record_id = ?1")?
+                .prepare_cached("SELECT record FROM source_records WHERE id = ?1")?
                 .query_row(params![e.id], |r| r.get(0))?;
             let old: StoredRecord =
                 serde_json::from_str(&text).map_err(|err| StoreError::Corrupt {
@@ -293,7 +423,15 @@ impl Tx<'_> {
                 "SELECT r.customer_id, r.id FROM identifiers i JOIN source_records r ON r.id = i.record_id
                  WHERE i.kind = ?1 AND i.value = ?2 AND i.linkable = 1 AND r.customer_id IS NOT NULL",
             )?;
-            for id in stored.identifiers.iter().filter(|i| i.linkable) {
+            for (id, hash) in stored.identifiers.iter().zip(&rec.identifier_hashes) {
+                if !id.linkable
+                    || self
+                        .filter
+                        .as_ref()
+                        .is_some_and(|f| !f.hashes.contains(hash))
+                {
+                    continue;
+                }
                 let mut rows = probe.query(params![id.kind.as_str(), id.value])?;
                 while let Some(row) = rows.next()? {
                     let customer: i64 = row.get(0)?;
@@ -326,7 +464,7 @@ impl Tx<'_> {
             Some(e) => {
                 tx.prepare_cached(
                     "UPDATE source_records SET version = ?2, deleted = ?3, content_hash = ?4,
-                     updated_at = ?5, customer_id = ?6 WHERE id = ?1",
+                     updated_at = ?5, customer_id = ?6, record = ?7, raw = ?8 WHERE id = ?1",
                 )?
                 .execute(params![
                     e.id,
@@ -334,35 +472,43 @@ impl Tx<'_> {
                     rec.deleted,
                     rec.hash,
                     self.now,
-                    survivor
+                    survivor,
+                    rec.record_json,
+                    rec.raw_json
                 ])?;
-                tx.prepare_cached(
-                    "UPDATE source_record_bodies SET record = ?2, raw = ?3 WHERE record_id = ?1",
-                )?
-                .execute(params![e.id, rec.record_json, rec.raw_json])?;
                 e.id
             }
             None => {
                 tx.prepare_cached(
                     "INSERT INTO source_records
-                     (source, source_id, version, deleted, content_hash, first_seen, updated_at, customer_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
+                     (source, source_id, version, deleted, content_hash, first_seen, updated_at, customer_id, record, raw)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)",
                 )?
-                .execute(params![rec.source, rec.source_id, rec.version, rec.deleted, rec.hash, self.now, survivor])?;
-                let id = tx.last_insert_rowid();
-                tx.prepare_cached(
-                    "INSERT INTO source_record_bodies (record_id, record, raw) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![id, rec.record_json, rec.raw_json])?;
-                id
+                .execute(params![
+                    rec.source,
+                    rec.source_id,
+                    rec.version,
+                    rec.deleted,
+                    rec.hash,
+                    self.now,
+                    survivor,
+                    rec.record_json,
+                    rec.raw_json
+                ])?;
+                tx.last_insert_rowid()
             }
         };
         {
             let mut ins = tx.prepare_cached(
                 "INSERT OR IGNORE INTO identifiers (kind, value, record_id, linkable) VALUES (?1, ?2, ?3, ?4)",
             )?;
-            for id in &stored.identifiers {
+            for (id, hash) in stored.identifiers.iter().zip(&rec.identifier_hashes) {
                 ins.execute(params![id.kind.as_str(), id.value, record_id, id.linkable])?;
+                if id.linkable
+                    && let Some(f) = self.filter.as_mut()
+                {
+                    f.hashes.insert(*hash);
+                }
             }
             if !stored.events.is_empty() {
                 let mut ev = tx.prepare_cached(
@@ -470,4 +616,15 @@ fn remove_indexes(tx: &Transaction, record_id: i64, old: &StoredRecord) -> Resul
     tx.prepare_cached("DELETE FROM events WHERE record_id = ?1")?
         .execute(params![record_id])?;
     Ok(())
+}
+
+impl PreparedBatch {
+    /// Number of records (not counting quarantined ones).
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.quarantine.is_empty()
+    }
 }

@@ -68,6 +68,8 @@ impl Default for StoreOptions {
 pub struct Store {
     conn: Connection,
     policy: IdentifierPolicy,
+    /// Writer-side cache of which identifier values exist; see [`apply::IdentifierFilter`].
+    filter: Option<apply::IdentifierFilter>,
 }
 
 pub(crate) fn now_micros() -> i64 {
@@ -132,6 +134,7 @@ impl Store {
         Ok(Store {
             conn,
             policy: options.policy,
+            filter: None,
         })
     }
 

@@ -170,9 +170,8 @@ impl Store {
         let mut record_ids = Vec::new();
         {
             let mut stmt = self.conn.prepare_cached(
-                "SELECT r.id, r.source, r.source_id, r.version, b.record, r.updated_at
-                 FROM source_records r JOIN source_record_bodies b ON b.record_id = r.id
-                 WHERE r.customer_id = ?1 ORDER BY r.source, r.source_id",
+                "SELECT id, source, source_id, version, record, updated_at FROM source_records
+                 WHERE customer_id = ?1 ORDER BY source, source_id",
             )?;
             let mut rows = stmt.query(params![id.0])?;
             while let Some(r) = rows.next()? {
@@ -262,9 +261,8 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT c.id, c.version, r.id, r.source, r.source_id, r.version, b.record
+                "SELECT c.id, c.version, r.id, r.source, r.source_id, r.version, r.record
                  FROM customers c JOIN source_records r ON r.customer_id = c.id
-                 JOIN source_record_bodies b ON b.record_id = r.id
                  WHERE c.merged_into IS NULL AND c.status = 'active' AND c.version > ?1
                  ORDER BY c.id",
             )

@@ -29,19 +29,13 @@ const MIGRATIONS: &[&str] = &[
         deleted      INTEGER NOT NULL DEFAULT 0,
         customer_id  INTEGER REFERENCES customers(id), -- NULL for event-only and deleted records
         content_hash INTEGER NOT NULL,
+        record       TEXT NOT NULL,                    -- canonical identifiers/attributes/events, JSON
+        raw          TEXT,                             -- the source payload, JSON
         first_seen   INTEGER NOT NULL,
         updated_at   INTEGER NOT NULL,
         UNIQUE (source, source_id)
     );
     CREATE INDEX source_records_customer ON source_records(customer_id) WHERE customer_id IS NOT NULL;
-
-    -- The bulky part of a record, apart so the hot table above stays small enough to cache:
-    -- resolution probes touch source_records on every record, bodies only on reads and updates.
-    CREATE TABLE source_record_bodies (
-        record_id INTEGER PRIMARY KEY REFERENCES source_records(id),
-        record    TEXT NOT NULL,    -- canonical identifiers/attributes/events, JSON
-        raw       TEXT              -- the source payload, JSON
-    );
 
     -- Every identifier of every live record; only linkable ones join customers.
     CREATE TABLE identifiers (

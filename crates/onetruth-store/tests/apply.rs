@@ -306,3 +306,97 @@ fn a_newer_schema_is_refused() {
     );
     assert!(err.to_string().contains("newer onetruth"));
 }
+
+/// Partition of source ids into customers, as sorted groups, for comparing stores.
+fn partition(s: &Store) -> Vec<Vec<String>> {
+    let mut by_customer: std::collections::BTreeMap<CustomerId, Vec<String>> = Default::default();
+    s.for_each_link(|l| -> Result<(), StoreError> {
+        by_customer
+            .entry(l.customer_id)
+            .or_default()
+            .push(format!("{}:{}", l.source, l.source_id));
+        Ok(())
+    })
+    .unwrap();
+    let mut groups: Vec<Vec<String>> = by_customer.into_values().collect();
+    groups.iter_mut().for_each(|g| g.sort());
+    groups.sort();
+    groups
+}
+
+fn many(n: usize) -> Vec<SourceRecord> {
+    (0..n)
+        .map(|i| {
+            // Every third record reuses the email of the record two before it; every fifth
+            // shares a phone with record i - 4: chains of merges across the batch.
+            let email = if i % 3 == 2 {
+                format!("p{}@x.com", i - 2)
+            } else {
+                format!("p{i}@x.com")
+            };
+            let phone = if i % 5 == 4 {
+                format!("+1415555{:04}", i - 4)
+            } else {
+                format!("+1415555{i:04}")
+            };
+            rec(
+                "crm",
+                &i.to_string(),
+                1,
+                "P",
+                &[("email", &email), ("phone", &phone)],
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_large_batch_resolves_exactly_like_one_record_at_a_time() {
+    // Batches of 2000+ records go through the writer's in-memory filter; small ones do not.
+    let (_d1, mut big) = store();
+    let (_d2, mut small) = store();
+    let records = many(3000);
+    big.apply(batch(records.clone())).unwrap();
+    for r in records.clone() {
+        small.apply(batch(vec![r])).unwrap();
+    }
+    assert_eq!(partition(&big), partition(&small));
+    assert!(big.stats().unwrap().customers < 3000);
+    // Replaying the large batch is a no-op, through the filter as well.
+    let again = big.apply(batch(records)).unwrap();
+    assert_eq!((again.applied, again.unchanged), (0, 3000));
+}
+
+#[test]
+fn the_filter_sees_what_another_connection_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let mut writer = Store::open(&path, StoreOptions::default()).unwrap();
+    writer.apply(batch(many(2500))).unwrap(); // loads the filter
+    let mut other = Store::open(&path, StoreOptions::default()).unwrap();
+    other
+        .apply(batch(vec![rec(
+            "web",
+            "w1",
+            1,
+            "Zed",
+            &[("email", "zed@x.com")],
+        )]))
+        .unwrap();
+    let mut next = many(2500)
+        .into_iter()
+        .map(|mut r| {
+            r.source = "billing".into();
+            r
+        })
+        .collect::<Vec<_>>();
+    next.push(rec("billing", "zed", 1, "Zed", &[("email", "zed@x.com")]));
+    writer.apply(batch(next)).unwrap();
+    let zed = writer.lookup(&IdentifierKind::Email, "zed@x.com").unwrap();
+    assert_eq!(
+        zed.len(),
+        1,
+        "the billing record joined the customer the other connection made"
+    );
+    assert_eq!(writer.customer(zed[0]).unwrap().unwrap().records.len(), 2);
+}

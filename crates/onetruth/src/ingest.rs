@@ -119,7 +119,7 @@ pub fn ingest(
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0);
     let connector_name = format!("file:{}", connector.manifest.source);
-    let (tx, rx) = mpsc::sync_channel::<PreparedBatch>(4);
+    let (tx, rx) = mpsc::sync_channel::<PreparedBatch>(12);
     let batch_size = cfg.batch_size;
     let mut report = IngestReport::default();
 
@@ -163,15 +163,29 @@ pub fn ingest(
     Ok(report)
 }
 
+/// Records per transaction when batches queue up faster than they are written (group commit).
+const GROUP_RECORDS: usize = 50_000;
+
 fn apply_all(
     store: &mut Store,
     rx: mpsc::Receiver<PreparedBatch>,
     summary: &mut ApplySummary,
 ) -> anyhow::Result<()> {
-    for batch in rx {
-        *summary += store
-            .apply_prepared(batch)
-            .context("writing to the store")?;
+    // Block for one batch, then take whatever else is already waiting, up to GROUP_RECORDS:
+    // a slow source still commits batch by batch, a fast one commits in large groups.
+    while let Ok(first) = rx.recv() {
+        let mut records = first.len();
+        let mut group = vec![first];
+        while records < GROUP_RECORDS {
+            match rx.try_recv() {
+                Ok(b) => {
+                    records += b.len();
+                    group.push(b);
+                }
+                Err(_) => break,
+            }
+        }
+        *summary += store.apply_group(group).context("writing to the store")?;
     }
     Ok(())
 }
