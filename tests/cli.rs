@@ -79,7 +79,7 @@ fn ingest_merges_across_sources_lookup_and_export_links() {
 
     // Placeholders link no one.
     let placeholder = onetruth(&db, &["lookup", "email:test@test.com"]);
-    assert_eq!(placeholder.status, 2);
+    assert_eq!(placeholder.status, 3, "not found");
 
     // One link row per source record, with source, source_id, customer_id.
     let links = ok(&db, &["export", "links", "--format", "csv"]).stdout;
@@ -221,6 +221,34 @@ fn bad_input_gives_one_clear_line_and_a_nonzero_exit() {
     assert_eq!(r.status, 1);
     assert!(r.stderr.contains("/nonexistent/file.csv"), "{}", r.stderr);
     assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+
+    let r = onetruth(&db, &["export", "links", "--since", "5"]);
+    assert_eq!(r.status, 1);
+    assert!(
+        r.stderr
+            .contains("--since applies to `export customers` only"),
+        "{}",
+        r.stderr
+    );
+
+    let r = onetruth(
+        &dir.path().join("typo.db"),
+        &["serve", "--listen", "127.0.0.1:0"],
+    );
+    assert_eq!(r.status, 1);
+    assert!(r.stderr.contains("does not exist"), "{}", r.stderr);
+    assert!(
+        !dir.path().join("typo.db").exists(),
+        "a mistyped --db is not created"
+    );
+
+    let r = onetruth(&db, &["lookup", "fax:123"]);
+    assert_eq!(r.status, 1);
+    assert!(
+        r.stderr.contains("unknown identifier kind `fax`"),
+        "{}",
+        r.stderr
+    );
 
     let r = onetruth(&db, &["lookup", "nonsense"]);
     assert_eq!(r.status, 1);

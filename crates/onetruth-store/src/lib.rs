@@ -28,18 +28,33 @@ pub enum StoreError {
         "database schema version {found} was written by a newer onetruth (this build supports up to {supported}); upgrade onetruth"
     )]
     NewerSchema { found: i64, supported: i64 },
-    #[error("database {path}: {source}")]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: rusqlite::Error,
-    },
+    // The cause is in the message, not the error chain, so `{:#}` prints it once.
+    #[error("database {path}: {cause}")]
+    Open { path: PathBuf, cause: BackendError },
     #[error("database {path} does not exist (run `onetruth ingest` or `onetruth demo` first)")]
     Missing { path: PathBuf },
     #[error("corrupt stored record {record_id}: {message}")]
     Corrupt { record_id: i64, message: String },
     #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Backend(BackendError),
+}
+
+/// An error from the database engine. Opaque so the engine can change behind the store's API.
+#[derive(Debug)]
+pub struct BackendError(rusqlite::Error);
+
+impl std::fmt::Display for BackendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for BackendError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Backend(BackendError(e))
+    }
 }
 
 /// How the store is opened.
@@ -82,9 +97,9 @@ pub(crate) fn now_micros() -> i64 {
 impl Store {
     /// Open (and create or migrate, unless read-only) the store at `path`.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
-        let open_err = |source| StoreError::Open {
+        let open_err = |e| StoreError::Open {
             path: path.to_path_buf(),
-            source,
+            cause: BackendError(e),
         };
         let mut conn = if options.read_only {
             if !path.exists() {

@@ -113,19 +113,21 @@ const RECENT_EVENTS: usize = 20;
 impl Store {
     /// Resolve a customer id (possibly an alias) to the live customer.
     pub fn resolve(&self, id: CustomerId) -> Result<Option<Resolved>, StoreError> {
-        let row: Option<(String, Option<i64>)> = self
+        // An alias points straight at its survivor (one hop); the survivor must still be live.
+        let row: Option<(i64, String)> = self
             .conn
-            .prepare_cached("SELECT status, merged_into FROM customers WHERE id = ?1")?
+            .prepare_cached(
+                "SELECT t.id, t.status FROM customers c JOIN customers t ON t.id = coalesce(c.merged_into, c.id)
+                 WHERE c.id = ?1",
+            )?
             .query_row(params![id.0], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         Ok(match row {
-            None => None,
-            Some((_, Some(target))) => Some(Resolved {
+            Some((target, status)) if status == "active" => Some(Resolved {
                 id: CustomerId(target),
-                alias: Some(id),
+                alias: (target != id.0).then_some(id),
             }),
-            Some((status, None)) if status == "empty" => None,
-            Some(_) => Some(Resolved { id, alias: None }),
+            _ => None,
         })
     }
 

@@ -250,6 +250,47 @@ fn deletes_detach_records_and_empty_customers_disappear() {
 }
 
 #[test]
+fn an_alias_of_an_emptied_customer_resolves_to_nothing() {
+    let (_d, mut s) = store();
+    s.apply(batch(vec![rec(
+        "crm",
+        "1",
+        1,
+        "Jane",
+        &[("email", "a@x.com")],
+    )]))
+    .unwrap();
+    s.apply(batch(vec![rec(
+        "billing",
+        "1",
+        1,
+        "Jane",
+        &[("phone", "+14155552671")],
+    )]))
+    .unwrap();
+    s.apply(batch(vec![rec(
+        "web",
+        "1",
+        1,
+        "Jane",
+        &[("email", "a@x.com"), ("phone", "+14155552671")],
+    )]))
+    .unwrap();
+    let (survivor, alias) = (CustomerId(1), CustomerId(2));
+    assert_eq!(s.resolve(alias).unwrap().unwrap().id, survivor);
+    for (source, id) in [("crm", "1"), ("billing", "1"), ("web", "1")] {
+        let mut del = rec(source, id, 2, "Jane", &[]);
+        del.op = Op::Delete;
+        s.apply(batch(vec![del])).unwrap();
+    }
+    assert!(s.resolve(survivor).unwrap().is_none());
+    assert!(
+        s.resolve(alias).unwrap().is_none(),
+        "not an alias of a customer that is gone"
+    );
+}
+
+#[test]
 fn events_attach_through_identifiers_without_being_identities() {
     let (_d, mut s) = store();
     let n = Normalizer::default();

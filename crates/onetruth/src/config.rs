@@ -119,8 +119,22 @@ impl RawConfig {
                 )),
             }
         }
+        // Exact entries are normalized like the values they must match, so a blocked phone can
+        // be written in any format; patterns (`email:local@*`) are taken as written.
+        let normalizer = Normalizer::new(region, self.identifiers.custom_kinds.clone());
+        let blocklist: Vec<String> = self
+            .identifiers
+            .blocklist
+            .iter()
+            .map(|entry| {
+                normalize_block_entry(&normalizer, entry).unwrap_or_else(|e| {
+                    errors.push(format!("identifiers.blocklist: `{entry}`: {e}"));
+                    entry.clone()
+                })
+            })
+            .collect();
         let policy = IdentifierPolicy::new(
-            self.identifiers.blocklist.iter().map(String::as_str),
+            blocklist.iter().map(String::as_str),
             self.identifiers.default_blocklist.unwrap_or(true),
         )
         .unwrap_or_else(|errs| {
@@ -150,11 +164,26 @@ impl RawConfig {
                 .or(self.store.path)
                 .unwrap_or_else(|| PathBuf::from("onetruth.db")),
             cache_mib,
-            normalizer: Normalizer::new(region, self.identifiers.custom_kinds),
+            normalizer,
             policy,
             listen,
             batch_size,
         })
+    }
+}
+
+/// `kind:value` with the value normalized; entries with `*` and unknown kinds pass through for
+/// the policy to judge.
+fn normalize_block_entry(normalizer: &Normalizer, entry: &str) -> Result<String, String> {
+    let Some((kind, value)) = entry.split_once(':') else {
+        return Ok(entry.to_string());
+    };
+    match IdentifierKind::parse(kind.trim()) {
+        Some(k) if !value.contains('*') && normalizer.is_declared(&k) => normalizer
+            .normalize(&k, value, None)
+            .map(|id| format!("{k}:{}", id.value))
+            .map_err(|e| e.to_string()),
+        _ => Ok(entry.to_string()),
     }
 }
 
@@ -192,6 +221,45 @@ mod tests {
         let err = format!("{:#}", Config::load(Some(&f), None).unwrap_err());
         assert!(err.contains("paht"), "{err}");
         assert!(err.contains("onetruth.toml"), "{err}");
+    }
+
+    #[test]
+    fn blocked_phones_and_emails_are_normalized_like_values() {
+        use onetruth_model::Identifier;
+        let raw = RawConfig {
+            identifiers: RawIdentifiers {
+                blocklist: vec![
+                    "phone:(415) 555-2671".into(),
+                    "email: Front.Desk@Hotel.example ".into(),
+                ],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let c = raw.validate(None).unwrap();
+        let id = |kind: IdentifierKind, v: &str| Identifier {
+            kind,
+            value: v.into(),
+            original: v.into(),
+            linkable: true,
+        };
+        assert!(
+            c.policy
+                .is_placeholder(&id(IdentifierKind::Phone, "+14155552671"))
+        );
+        assert!(
+            c.policy
+                .is_placeholder(&id(IdentifierKind::Email, "front.desk@hotel.example"))
+        );
+        let bad = RawConfig {
+            identifiers: RawIdentifiers {
+                blocklist: vec!["phone:not a number".into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let errors = bad.validate(None).unwrap_err();
+        assert!(errors[0].contains("phone:not a number"), "{errors:?}");
     }
 
     #[test]

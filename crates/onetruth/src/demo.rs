@@ -1,6 +1,8 @@
 //! `onetruth demo`: ingest the bundled sample exports (CRM, billing, helpdesk, phone calls) and
 //! serve the API, printing example queries that work against the data just loaded.
 
+use std::io::Write;
+
 use anyhow::Context;
 use onetruth_connect::Manifest;
 use onetruth_model::IdentifierKind;
@@ -38,12 +40,14 @@ const SOURCES: &[(&str, &str, &str, &str)] = &[
 ];
 
 pub fn run(cfg: &Config, listen: Option<&str>, no_serve: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout();
     let dir =
         tempfile::tempdir().context("cannot create a temporary directory for the demo data")?;
-    println!(
+    writeln!(
+        out,
         "onetruth demo: ingesting sample CRM, billing, helpdesk and phone data into {}",
         cfg.db.display()
-    );
+    )?;
     for (manifest_name, manifest_text, data_name, data) in SOURCES {
         let data_path = dir.path().join(data_name);
         std::fs::write(&data_path, data)?;
@@ -52,7 +56,7 @@ pub fn run(cfg: &Config, listen: Option<&str>, no_serve: bool) -> anyhow::Result
         let connector =
             Connector::from_manifest(manifest, std::path::Path::new(manifest_name), cfg)?;
         let report = ingest(cfg, &connector, &[data_path], false)?;
-        println!("  {:<9} {}", connector.manifest.source, report.line());
+        writeln!(out, "  {:<9} {}", connector.manifest.source, report.line())?;
     }
 
     let store = crate::open_store_read(cfg)?;
@@ -68,29 +72,32 @@ pub fn run(cfg: &Config, listen: Option<&str>, no_serve: bool) -> anyhow::Result
                 .find(|i| i.value.kind == k && i.value.linkable)
                 .map(|i| i.value.value.clone())
         };
-        println!(
+        writeln!(
+            out,
             "\n{} was stitched together from {} source records. Try:",
             c.id, c.records
-        );
+        )?;
         if let Some(email) = first(IdentifierKind::Email) {
-            println!(
+            writeln!(
+                out,
                 "  curl -s 'http://{addr}/v1/lookup?email={}'",
                 email.replace('+', "%2B")
-            );
+            )?;
         }
         if let Some(phone) = first(IdentifierKind::Phone) {
-            println!(
+            writeln!(
+                out,
                 "  curl -s 'http://{addr}/v1/lookup?phone={}'",
                 national_format(&phone)
-            );
+            )?;
         }
-        println!("  curl -s 'http://{addr}/v1/customers/{}'", c.id);
-        println!("or from the command line: onetruth show {}", c.id);
+        writeln!(out, "  curl -s 'http://{addr}/v1/customers/{}'", c.id)?;
+        writeln!(out, "or from the command line: onetruth show {}", c.id)?;
     }
     if no_serve {
         return Ok(());
     }
-    println!();
+    writeln!(out)?;
     crate::serve::serve(cfg, Some(&addr))
 }
 

@@ -25,7 +25,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// One customer, one truth: merge customer records from every system into one
 /// identity-resolved store and look anyone up by any identifier.
 #[derive(Parser)]
-#[command(name = "onetruth", version, about)]
+#[command(
+    name = "onetruth",
+    version,
+    about = "One customer, one truth: merge customer records from every system into one identity-resolved store"
+)]
 struct Cli {
     /// The SQLite store file.
     #[arg(long, global = true, env = "ONETRUTH_DB", value_name = "PATH")]
@@ -69,7 +73,9 @@ enum Command {
     },
     /// Stream customers, links or events as JSONL or CSV.
     Export {
+        /// What to export.
         what: export::What,
+        /// Output format.
         #[arg(long, default_value = "jsonl")]
         format: export::Format,
         /// Only customers changed after this changelog version (customers only).
@@ -81,11 +87,13 @@ enum Command {
     },
     /// Counts of customers, records, identifiers, events, quarantine and checkpoints.
     Stats {
+        /// Print JSON.
         #[arg(long)]
         json: bool,
     },
     /// List quarantined records with their reasons.
     Quarantine {
+        /// How many records to list, newest first.
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
@@ -97,6 +105,7 @@ enum Command {
     },
     /// Ingest the bundled sample CRM, billing, helpdesk and phone data and serve the API.
     Demo {
+        /// Listen address for the API (default from config, 127.0.0.1:7700).
         #[arg(long)]
         listen: Option<String>,
         /// Ingest only; do not serve.
@@ -104,6 +113,9 @@ enum Command {
         no_serve: bool,
     },
 }
+
+/// Exit status when `lookup` or `show` finds nothing (1 is an error, 2 a usage error).
+const NOT_FOUND: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -142,6 +154,7 @@ fn init_tracing(daemon: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
 }
@@ -172,14 +185,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let connector = ingest::Connector::load(&connector, &cfg)?;
             let report = ingest::ingest(&cfg, &connector, &files, !quiet)?;
-            println!("{}", report.line());
+            use std::io::Write;
+            writeln!(std::io::stdout(), "{}", report.line())?;
         }
         Command::Lookup { identifier, json } => {
             let (kind, value) = identifier
                 .split_once(':')
                 .context("write the identifier as KIND:VALUE, e.g. email:jane@example.com")?;
             let kind = IdentifierKind::parse(kind)
-                .with_context(|| format!("unknown identifier kind `{kind}`"))?;
+                .filter(|k| cfg.normalizer.is_declared(k))
+                .with_context(|| {
+                    format!(
+                        "unknown identifier kind `{kind}`: use email, phone, external or a kind declared in identifiers.custom_kinds"
+                    )
+                })?;
             let id = cfg
                 .normalizer
                 .normalize(&kind, value, None)
@@ -188,7 +207,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let ids = store.lookup(&id.kind, &id.value)?;
             if ids.is_empty() {
                 eprintln!("no customer has {kind} {}", id.value);
-                return Ok(ExitCode::from(2));
+                return Ok(ExitCode::from(NOT_FOUND));
             }
             let mut profiles = Vec::new();
             for c in ids {
@@ -201,7 +220,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = open_store_read(&cfg)?;
             let Some(resolved) = store.resolve(id)? else {
                 eprintln!("no customer {id}");
-                return Ok(ExitCode::from(2));
+                return Ok(ExitCode::from(NOT_FOUND));
             };
             let profile = store
                 .customer(resolved.id)?
@@ -214,6 +233,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             since,
             output,
         } => {
+            if since.is_some() && !matches!(what, export::What::Customers) {
+                anyhow::bail!("--since applies to `export customers` only");
+            }
             let store = open_store_read(&cfg)?;
             let n = export::export(&store, what, format, since, output.as_deref())?;
             eprintln!("exported {n} rows");
@@ -224,10 +246,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Quarantine { limit } => {
             let store = open_store_read(&cfg)?;
-            output::print_quarantine(&store.quarantined(limit)?)?;
+            let total = store.stats()?.quarantined;
+            output::print_quarantine(&store.quarantined(limit)?, total)?;
         }
         Command::Serve { listen } => {
-            // Create or migrate the store first, so readers find a schema.
+            // Serving a mistyped path would answer 404 forever: insist the store exists, and
+            // migrate it so readers find the current schema.
+            if !cfg.db.exists() {
+                anyhow::bail!(
+                    "database {} does not exist (run `onetruth ingest` or `onetruth demo` first)",
+                    cfg.db.display()
+                );
+            }
             drop(open_store(&cfg)?);
             serve::serve(&cfg, listen.as_deref())?;
         }

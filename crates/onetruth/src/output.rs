@@ -110,7 +110,11 @@ pub fn print_profile(
         )?;
     }
     for (k, v) in &g.traits {
-        writeln!(w, "  {k:<12} {:<32} {}", v.value.to_string(), prov(v))?;
+        let text = match &v.value {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        writeln!(w, "  {k:<12} {text:<32} {}", prov(v))?;
     }
     writeln!(w, "\nidentifiers")?;
     for id in &g.identifiers {
@@ -174,7 +178,7 @@ pub fn print_stats(s: &Stats, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn print_quarantine(rows: &[Quarantined]) -> anyhow::Result<()> {
+pub fn print_quarantine(rows: &[Quarantined], total: i64) -> anyhow::Result<()> {
     let mut w = out();
     for q in rows {
         writeln!(
@@ -183,8 +187,14 @@ pub fn print_quarantine(rows: &[Quarantined]) -> anyhow::Result<()> {
             q.source, q.position, q.reason, q.raw
         )?;
     }
-    if rows.is_empty() {
+    if total == 0 {
         writeln!(w, "quarantine is empty")?;
+    } else if (rows.len() as i64) < total {
+        writeln!(
+            w,
+            "({} of {total} quarantined records shown; use --limit)",
+            rows.len()
+        )?;
     }
     Ok(())
 }

@@ -25,7 +25,12 @@ pub fn serve(cfg: &Config, listen: Option<&str>) -> anyhow::Result<()> {
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
         // Tests and scripts read this line to find the port when listening on :0.
-        println!("listening on http://{local}");
+        {
+            use std::io::Write;
+            // A closed stdout must not stop the server; the log line below says the same.
+            let mut out = std::io::stdout();
+            let _ = writeln!(out, "listening on http://{local}").and_then(|()| out.flush());
+        }
         tracing::info!(%local, "api listening");
         let state = ApiState::new(
             cfg.db.clone(),
