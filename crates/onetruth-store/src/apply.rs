@@ -87,11 +87,16 @@ pub struct PreparedRecord {
     source_id: String,
     version: i64,
     deleted: bool,
-    stored: StoredRecord,
+    /// Identifiers and events of the record (its attributes live only in `record_json`: the
+    /// writer never reads them, and dropping them early keeps queued batches small).
+    identifiers: Vec<Identifier>,
+    events: Vec<Event>,
+    /// Whether it describes a customer (identifiers or attributes), i.e. is not event-only.
+    is_entity: bool,
     record_json: String,
     raw_json: Option<String>,
     hash: i64,
-    /// [`identifier_hash`] of each of `stored.identifiers`, computed off the writer thread.
+    /// [`identifier_hash`] of each of `identifiers`, computed off the writer thread.
     identifier_hashes: Vec<u64>,
     /// [`identifier_hash`] of `(source, source_id)`.
     key_hash: u64,
@@ -143,7 +148,10 @@ impl Batch {
                     source_id: r.source_id,
                     version: r.version,
                     deleted,
-                    stored,
+                    is_entity: !deleted
+                        && (!stored.identifiers.is_empty() || !stored.attributes.is_empty()),
+                    identifiers: stored.identifiers,
+                    events: stored.events,
                     record_json,
                     raw_json: (!r.raw.is_null()).then(|| r.raw.to_string()),
                     hash,
@@ -407,11 +415,9 @@ impl<'a> Tx<'a> {
             remove_indexes(tx, e.id, &old)?;
         }
         self.summary.applied += 1;
-        let stored = &rec.stored;
         let source_key = format!("{}:{}", rec.source, rec.source_id);
         let old_customer = existing.as_ref().and_then(|e| e.customer);
-        let is_entity =
-            !rec.deleted && (!stored.identifiers.is_empty() || !stored.attributes.is_empty());
+        let is_entity = rec.is_entity;
 
         // Identifier resolution, before the record is written (its own old identifiers are
         // already gone): every customer holding one of its linkable identifiers.
@@ -423,7 +429,7 @@ impl<'a> Tx<'a> {
                 "SELECT r.customer_id, r.id FROM identifiers i JOIN source_records r ON r.id = i.record_id
                  WHERE i.kind = ?1 AND i.value = ?2 AND i.linkable = 1 AND r.customer_id IS NOT NULL",
             )?;
-            for (id, hash) in stored.identifiers.iter().zip(&rec.identifier_hashes) {
+            for (id, hash) in rec.identifiers.iter().zip(&rec.identifier_hashes) {
                 if !id.linkable
                     || self
                         .filter
@@ -502,7 +508,7 @@ impl<'a> Tx<'a> {
             let mut ins = tx.prepare_cached(
                 "INSERT OR IGNORE INTO identifiers (kind, value, record_id, linkable) VALUES (?1, ?2, ?3, ?4)",
             )?;
-            for (id, hash) in stored.identifiers.iter().zip(&rec.identifier_hashes) {
+            for (id, hash) in rec.identifiers.iter().zip(&rec.identifier_hashes) {
                 ins.execute(params![id.kind.as_str(), id.value, record_id, id.linkable])?;
                 if id.linkable
                     && let Some(f) = self.filter.as_mut()
@@ -510,14 +516,14 @@ impl<'a> Tx<'a> {
                     f.hashes.insert(*hash);
                 }
             }
-            if !stored.events.is_empty() {
+            if !rec.events.is_empty() {
                 let mut ev = tx.prepare_cached(
                     "INSERT INTO events (record_id, seq, kind, occurred_at, data) VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?;
                 let mut evid = tx.prepare_cached(
                     "INSERT OR IGNORE INTO event_identifiers (kind, value, record_id, seq) VALUES (?1, ?2, ?3, ?4)",
                 )?;
-                for (seq, e) in stored.events.iter().enumerate() {
+                for (seq, e) in rec.events.iter().enumerate() {
                     let data = serde_json::Value::Object(e.data.clone()).to_string();
                     ev.execute(params![record_id, seq as i64, e.kind, e.occurred_at, data])?;
                     for id in e.identifiers.iter().filter(|i| i.linkable) {

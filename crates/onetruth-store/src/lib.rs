@@ -141,7 +141,7 @@ impl Store {
             // WAL: readers never block the writer; NORMAL sync is durable against process
             // crashes (a power loss may drop the last transactions, never corrupt the file).
             conn.execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000;",
+                "PRAGMA page_size = 8192; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000;",
             )
             .map_err(open_err)?;
             schema::migrate(&mut conn)?;

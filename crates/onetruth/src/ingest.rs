@@ -119,7 +119,7 @@ pub fn ingest(
         .map(|d| d.as_micros() as i64)
         .unwrap_or(0);
     let connector_name = format!("file:{}", connector.manifest.source);
-    let (tx, rx) = mpsc::sync_channel::<PreparedBatch>(12);
+    let (tx, rx) = mpsc::sync_channel::<PreparedBatch>(8);
     let batch_size = cfg.batch_size;
     let mut report = IngestReport::default();
 
