@@ -466,31 +466,20 @@ impl<'a> Tx<'a> {
         };
         let tx = &self.tx;
 
-        let record_id = match &existing {
-            Some(e) => {
-                tx.prepare_cached(
-                    "UPDATE source_records SET version = ?2, deleted = ?3, content_hash = ?4,
-                     updated_at = ?5, customer_id = ?6, record = ?7, raw = ?8 WHERE id = ?1",
-                )?
-                .execute(params![
-                    e.id,
-                    rec.version,
-                    rec.deleted,
-                    rec.hash,
-                    self.now,
-                    survivor,
-                    rec.record_json,
-                    rec.raw_json
-                ])?;
-                e.id
-            }
-            None => {
-                tx.prepare_cached(
-                    "INSERT INTO source_records
-                     (source, source_id, version, deleted, content_hash, first_seen, updated_at, customer_id, record, raw)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)",
-                )?
-                .execute(params![
+        // One upsert for new and changed records; `first_seen` survives an update.
+        let record_id: i64 = tx
+            .prepare_cached(
+                "INSERT INTO source_records
+                 (source, source_id, version, deleted, content_hash, first_seen, updated_at, customer_id, record, raw)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (source, source_id) DO UPDATE SET
+                   version = excluded.version, deleted = excluded.deleted,
+                   content_hash = excluded.content_hash, updated_at = excluded.updated_at,
+                   customer_id = excluded.customer_id, record = excluded.record, raw = excluded.raw
+                 RETURNING id",
+            )?
+            .query_row(
+                params![
                     rec.source,
                     rec.source_id,
                     rec.version,
@@ -500,10 +489,9 @@ impl<'a> Tx<'a> {
                     survivor,
                     rec.record_json,
                     rec.raw_json
-                ])?;
-                tx.last_insert_rowid()
-            }
-        };
+                ],
+                |r| r.get(0),
+            )?;
         {
             let mut ins = tx.prepare_cached(
                 "INSERT OR IGNORE INTO identifiers (kind, value, record_id, linkable) VALUES (?1, ?2, ?3, ?4)",
