@@ -98,7 +98,7 @@ impl TimeFormat {
 
 /// A validated field spec.
 #[derive(Debug, Clone)]
-enum Value_ {
+enum FieldSource {
     Path(Vec<String>, String),
     Template(Vec<TemplatePart>),
     Const(String),
@@ -112,7 +112,7 @@ enum TemplatePart {
 
 #[derive(Debug, Clone)]
 struct Field {
-    value: Value_,
+    value: FieldSource,
     default: Option<String>,
     format: Option<TimeFormat>,
     /// The name used in error messages (`attributes.birth_date`).
@@ -186,17 +186,17 @@ fn compile_field(name: &str, spec: &FieldSpec, errors: &mut Vec<String>) -> Opti
             errors.push(format!("{name}: empty field path"));
             return None;
         }
-        Value_::Path(split_path(f), f.clone())
+        FieldSource::Path(split_path(f), f.clone())
     } else if let Some(t) = &spec.template {
         match parse_template(t) {
-            Ok(parts) => Value_::Template(parts),
+            Ok(parts) => FieldSource::Template(parts),
             Err(e) => {
                 errors.push(format!("{name}: {e}"));
                 return None;
             }
         }
     } else {
-        Value_::Const(spec.constant.clone().unwrap_or_default())
+        FieldSource::Const(spec.constant.clone().unwrap_or_default())
     };
     let format = match TimeFormat::parse(spec.format.as_deref()) {
         Ok(f) => spec.format.as_ref().map(|_| f),
@@ -622,9 +622,9 @@ impl Mapper {
 
 fn describe(f: &Field) -> String {
     match &f.value {
-        Value_::Path(_, p) => format!("field `{p}`"),
-        Value_::Template(_) => "template".to_string(),
-        Value_::Const(_) => "constant".to_string(),
+        FieldSource::Path(_, p) => format!("field `{p}`"),
+        FieldSource::Template(_) => "template".to_string(),
+        FieldSource::Const(_) => "constant".to_string(),
     }
 }
 
@@ -665,9 +665,9 @@ fn raw_value<'a>(
 ) -> Result<Option<std::borrow::Cow<'a, Value>>, MapError> {
     use std::borrow::Cow;
     Ok(match &f.value {
-        Value_::Path(path, whole) => lookup(obj, path, whole).map(Cow::Borrowed),
-        Value_::Const(c) => Some(Cow::Owned(Value::String(c.clone()))),
-        Value_::Template(parts) => {
+        FieldSource::Path(path, whole) => lookup(obj, path, whole).map(Cow::Borrowed),
+        FieldSource::Const(c) => Some(Cow::Owned(Value::String(c.clone()))),
+        FieldSource::Template(parts) => {
             let mut out = String::new();
             // A template with placeholders but no value for any of them is absent (not its
             // literal text: `{a}-{b}` must not make every such record's id `-`).
