@@ -4,8 +4,9 @@
 //! No IO: the store feeds records in and persists what comes out, so every decision here can be
 //! tested with small fixtures and replayed.
 
+pub mod compare;
 mod golden;
 mod policy;
 
 pub use golden::{Golden, Provenance, RecordView, Valued, golden};
-pub use policy::{BlockRule, IdentifierPolicy, PolicyError};
+pub use policy::{BlockRule, DEFAULT_BLOCKLIST, IdentifierPolicy, PolicyError};

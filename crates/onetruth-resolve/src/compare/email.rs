@@ -1,0 +1,120 @@
+//! Email addresses, as normalized by `onetruth-model` (trimmed, lowercased). Beyond exact
+//! equality the levels capture the same mailbox written differently (provider rules), the same
+//! person's handle at another provider, and typos in the local part.
+
+use super::{best_pair, levels};
+
+levels! {
+    /// How two email addresses compare.
+    pub enum EmailLevel for "email" {
+        /// The same address.
+        Exact = "exact",
+        /// Different addresses that deliver to the same mailbox ([`canonical_mailbox`]):
+        /// "j.o.h.n@gmail.com" / "john@gmail.com", "john+shop@example.com" / "john@example.com".
+        SameMailbox = "same_mailbox",
+        /// The same local part (after provider rules, dots ignored) at another domain:
+        /// "john@gmail.com" / "john@yahoo.com", "j.smith@gmail.com" / "jsmith@acme.com".
+        SameLocalPart = "same_local_part",
+        /// Local parts (after provider rules) within a small edit distance, at any domain: at
+        /// most 1 edit, or 2 when both are 8 characters or longer; never for local parts shorter
+        /// than 4 characters, where one edit turns one short handle into another. Edits are
+        /// Levenshtein's plus the swap of two neighbouring characters (optimal string alignment).
+        CloseLocalPart = "close_local_part",
+        /// None of the above.
+        Disagree = "disagree",
+        /// Either side has no email.
+        Missing = "missing",
+    }
+}
+
+/// Domains that are another name for the same provider.
+const DOMAIN_ALIASES: &[(&str, &str)] = &[("googlemail.com", "gmail.com")];
+/// Providers that ignore dots in the local part.
+const DOTLESS_DOMAINS: &[&str] = &["gmail.com"];
+
+/// The address a mail actually reaches: lowercase; `googlemail.com` read as `gmail.com`; a
+/// `+tag` subaddress dropped at every domain (RFC 5233 subaddressing, honoured by Gmail,
+/// Outlook, iCloud, Fastmail, Proton and most corporate servers); dots dropped in Gmail local
+/// parts. "J.O.H.N+shop@googlemail.com" → "john@gmail.com". Input without `@` comes back trimmed
+/// and lowercased.
+pub fn canonical_mailbox(email: &str) -> String {
+    let email = email.trim().to_lowercase();
+    let Some((local, domain)) = email.rsplit_once('@') else {
+        return email;
+    };
+    let domain = DOMAIN_ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == domain)
+        .map_or(domain, |(_, canonical)| canonical);
+    // A local part that *starts* with `+` has no base to fall back to: keep it whole.
+    let local = match local.split_once('+') {
+        Some((base, _)) if !base.is_empty() => base,
+        _ => local,
+    };
+    let local = if DOTLESS_DOMAINS.contains(&domain) {
+        local.replace('.', "")
+    } else {
+        local.to_string()
+    };
+    format!("{local}@{domain}")
+}
+
+/// Compare two email addresses. `None` or blank on either side is `Missing`.
+pub fn compare_email(a: Option<&str>, b: Option<&str>) -> EmailLevel {
+    use EmailLevel::*;
+    let clean = |s: Option<&str>| s.map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
+    let (Some(a), Some(b)) = (clean(a), clean(b)) else {
+        return Missing;
+    };
+    if a == b {
+        return Exact;
+    }
+    let (ca, cb) = (canonical_mailbox(&a), canonical_mailbox(&b));
+    if ca == cb {
+        return SameMailbox;
+    }
+    let (Some((la, da)), Some((lb, db))) = (ca.rsplit_once('@'), cb.rsplit_once('@')) else {
+        return Disagree;
+    };
+    // Across domains the dots are compared away too: Gmail has already dropped them on its
+    // side, so "john.smith@gmail.com" reads "johnsmith" and must still meet "john.smith@acme.com".
+    // On one domain a dot is a real difference and is left to the edit distance.
+    if da != db && la.replace('.', "") == lb.replace('.', "") {
+        return SameLocalPart;
+    }
+    let shorter = la.chars().count().min(lb.chars().count());
+    let allowed = if shorter >= 8 { 2 } else { 1 };
+    // Optimal string alignment: Levenshtein that also counts a swap of two neighbouring
+    // characters ("jsmiht") as one edit, the most common typing slip.
+    if shorter >= 4 && strsim::osa_distance(la, lb) <= allowed {
+        return CloseLocalPart;
+    }
+    Disagree
+}
+
+/// The best level over every pair of the two records' emails; `Missing` when either has none.
+pub fn compare_emails<A: AsRef<str>, B: AsRef<str>>(a: &[A], b: &[B]) -> EmailLevel {
+    best_pair(a, b, EmailLevel::Missing, |x, y| {
+        compare_email(Some(x.as_ref()), Some(y.as_ref()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_mailboxes() {
+        for (raw, want) in [
+            ("john@gmail.com", "john@gmail.com"),
+            ("j.o.h.n@gmail.com", "john@gmail.com"),
+            ("J.O.H.N+shop@googlemail.com", "john@gmail.com"),
+            ("john.smith+news@example.com", "john.smith@example.com"),
+            ("john.smith@yahoo.com", "john.smith@yahoo.com"),
+            ("+tag@example.com", "+tag@example.com"),
+            ("not-an-email", "not-an-email"),
+        ] {
+            assert_eq!(canonical_mailbox(raw), want, "{raw}");
+        }
+    }
+}
