@@ -1,5 +1,6 @@
 //! Resolution decisions, pure and deterministic: which identifiers may link records
-//! ([`IdentifierPolicy`]) and what a customer's golden profile is ([`golden`]).
+//! ([`IdentifierPolicy`]), how two records compare field by field ([`compare`], the levels a
+//! probabilistic scorer weighs) and what a customer's golden profile is ([`golden`]).
 //!
 //! No IO: the store feeds records in and persists what comes out, so every decision here can be
 //! tested with small fixtures and replayed.
