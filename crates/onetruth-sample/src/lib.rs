@@ -1,6 +1,7 @@
 //! Deterministic sample data for onetruth: the bundled demo exports (`crm.csv`,
-//! `billing.jsonl`, `helpdesk.csv`, `calls.csv`) and CRM-like JSON lines for throughput
-//! benchmarks.
+//! `billing.jsonl`, `helpdesk.csv`, `calls.csv`), CRM-like JSON lines for throughput
+//! benchmarks, and the quality benchmark (multi-source records with ground truth, and a scorer
+//! for the links a resolver produced).
 //!
 //! Everything is generated from a seed with an inline SplitMix64 and hand-written calendar code,
 //! so the output is byte-for-byte stable across platforms and dependency updates. The demo files
@@ -9,12 +10,19 @@
 
 mod bench;
 mod demo;
+mod quality;
 mod rng;
 mod time;
 mod words;
 
 pub use bench::{BENCH_SEED, write_bench};
 pub use demo::{DEMO_PEOPLE, DEMO_SEED, DemoFile, demo_files, demo_files_with_seed};
+pub use quality::{
+    BRIDGING, LinkRow, NOISE_RATES, NoiseCount, PLACEHOLDERS, QUALITY_DATA_FILES,
+    QUALITY_MANIFESTS, QUALITY_SEED, QualityFile, QualitySummary, Rate, Score, TRAP_RATES,
+    TrapClass, TrapCount, TrapScore, TruthRow, UnderMergeScore, quality_files, read_links,
+    read_truth, score, write_quality,
+};
 pub use rng::{Rng, mix};
 
 use std::io;
