@@ -1,6 +1,7 @@
 //! Resolution decisions, pure and deterministic: which identifiers may link records
-//! ([`IdentifierPolicy`]), how two records compare field by field ([`compare`], the levels a
-//! probabilistic scorer weighs) and what a customer's golden profile is ([`golden`]).
+//! ([`IdentifierPolicy`]), how two records compare field by field ([`compare`]), how much that
+//! comparison says about them being one person ([`score`], Fellegi–Sunter) and what a customer's
+//! golden profile is ([`golden`]).
 //!
 //! No IO: the store feeds records in and persists what comes out, so every decision here can be
 //! tested with small fixtures and replayed.
@@ -8,6 +9,7 @@
 pub mod compare;
 mod golden;
 mod policy;
+pub mod score;
 
 pub use golden::{Golden, Provenance, RecordView, Valued, golden};
 pub use policy::{BlockRule, DEFAULT_BLOCKLIST, IdentifierPolicy, PolicyError};
