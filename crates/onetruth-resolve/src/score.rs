@@ -344,7 +344,7 @@ impl MatchParameters {
 /// How often a value occurs among stored records, for term-frequency adjustment.
 pub trait TermFrequency {
     /// The share of records (0..=1) whose family name, normalized by
-    /// [`normalize_name`](crate::compare::normalize_name), is `normalized`; `None` when unknown,
+    /// [`normalize_name`], is `normalized`; `None` when unknown,
     /// which leaves the level's own u in place.
     fn family_name_frequency(&self, normalized: &str) -> Option<f64>;
 }
