@@ -155,7 +155,8 @@ fn noisy_email(r: &mut Rng, email: &str, case_pct: u64, space_pct: u64) -> Strin
     e
 }
 
-fn csv_line(out: &mut String, fields: &[&str]) {
+/// Append one CSV row, quoting fields that need it.
+pub(crate) fn csv_line(out: &mut String, fields: &[&str]) {
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
             out.push(',');

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::demo::csv_line;
 use crate::rng::Rng;
 use crate::time::{civil_from_days, days_from_civil, rfc3339_utc, sql_datetime, unix};
 use crate::words::{
@@ -1210,22 +1211,6 @@ struct Row {
 struct Renderer<'w> {
     world: &'w World,
     tally: Tally,
-}
-
-fn csv_line(out: &mut String, fields: &[&str]) {
-    for (i, f) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        if f.contains([',', '"', '\n', '\r']) {
-            out.push('"');
-            out.push_str(&f.replace('"', "\"\""));
-            out.push('"');
-        } else {
-            out.push_str(f);
-        }
-    }
-    out.push('\n');
 }
 
 fn ymd(days: i64) -> (i64, u32, u32) {
