@@ -190,6 +190,42 @@ fn ingest_the_bundled_demo_sources() {
         attached > 300,
         "most events attach to a customer: {attached}"
     );
+
+    // The switchboard number stitches different CRM contacts into one customer; the
+    // probabilistic scorer explains why they are not one person.
+    let blob = ok(&db, &["lookup", "phone:512-555-0100", "--json"]).stdout;
+    let blob: serde_json::Value = serde_json::from_str(&blob).unwrap();
+    let crm: Vec<String> = blob[0]["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["source"] == "crm")
+        .map(|r| format!("crm:{}", r["source_id"].as_str().unwrap()))
+        .collect();
+    assert!(crm.len() >= 2, "{blob}");
+    let pair = ok(&db, &["explain-pair", &crm[0], &crm[1], "--json"]).stdout;
+    let pair: serde_json::Value = serde_json::from_str(&pair).unwrap();
+    assert_eq!(pair["same_customer"], true);
+    assert_eq!(pair["comparison"]["phone"], "exact");
+    assert_eq!(pair["score"]["band"], "no_link", "{pair}");
+    let total: f64 = pair["score"]["contributions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["weight"].as_f64().unwrap())
+        .sum();
+    assert!((total - pair["score"]["total_weight"].as_f64().unwrap()).abs() < 1e-9);
+    let text = ok(&db, &["explain-pair", &crm[0], &crm[1]]).stdout;
+    assert!(
+        text.contains("phone") && text.contains("band no_link"),
+        "{text}"
+    );
+
+    let r = onetruth(&db, &["explain-pair", "crm:nope", &crm[1]]);
+    assert_eq!(r.status, 3, "{}", r.stderr);
+    let r = onetruth(&db, &["explain-pair", "nocolon", &crm[1]]);
+    assert_eq!(r.status, 1);
+    assert!(r.stderr.contains("SOURCE:SOURCE_ID"), "{}", r.stderr);
 }
 
 #[test]

@@ -131,6 +131,39 @@ impl Store {
         })
     }
 
+    /// One live source record as resolution sees it (identifiers and attributes), and the
+    /// customer it belongs to; `None` when unknown or deleted.
+    pub fn record_view(
+        &self,
+        source: &str,
+        source_id: &str,
+    ) -> Result<Option<(RecordView, Option<CustomerId>)>, StoreError> {
+        let row: Option<(i64, i64, String, Option<i64>)> = self
+            .conn
+            .prepare_cached(
+                "SELECT id, version, record, customer_id FROM source_records
+                 WHERE source = ?1 AND source_id = ?2 AND deleted = 0",
+            )?
+            .query_row(params![source, source_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()?;
+        let Some((id, version, record, customer)) = row else {
+            return Ok(None);
+        };
+        let stored = parse_record(id, &record)?;
+        Ok(Some((
+            RecordView {
+                source: source.to_string(),
+                source_id: source_id.to_string(),
+                version,
+                identifiers: stored.identifiers,
+                attributes: stored.attributes,
+            },
+            customer.map(CustomerId),
+        )))
+    }
+
     /// Live customers holding a linkable identifier, oldest first. Placeholders find no one.
     pub fn lookup(
         &self,

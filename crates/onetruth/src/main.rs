@@ -71,6 +71,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Score any two stored records with the probabilistic matcher (default parameters): the
+    /// comparison level, weight and term-frequency adjustment of every field, the total and the
+    /// band. Identifier stitching still decides merges in this version.
+    ExplainPair {
+        /// SOURCE:SOURCE_ID of the first record, e.g. crm:003Dp00000mRaBa1YR
+        left: String,
+        /// SOURCE:SOURCE_ID of the second record
+        right: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Stream customers, links or events as JSONL or CSV.
     Export {
         /// What to export.
@@ -226,6 +238,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .customer(resolved.id)?
                 .with_context(|| format!("customer {} vanished while reading", resolved.id))?;
             output::print_profile(&profile, resolved.alias, json)?;
+        }
+        Command::ExplainPair { left, right, json } => {
+            let store = open_store_read(&cfg)?;
+            let mut views = Vec::new();
+            for key in [&left, &right] {
+                let (source, source_id) = key
+                    .split_once(':')
+                    .with_context(|| format!("write records as SOURCE:SOURCE_ID, not `{key}`"))?;
+                let Some(view) = store.record_view(source, source_id)? else {
+                    eprintln!("no record {key}");
+                    return Ok(ExitCode::from(NOT_FOUND));
+                };
+                views.push(view);
+            }
+            output::print_pair(&views[0], &views[1], json)?;
         }
         Command::Export {
             what,

@@ -198,3 +198,59 @@ pub fn print_quarantine(rows: &[Quarantined], total: i64) -> anyhow::Result<()> 
     }
     Ok(())
 }
+
+/// `explain-pair`: score two records with the default parameters and show why.
+pub fn print_pair(
+    left: &(onetruth_resolve::RecordView, Option<CustomerId>),
+    right: &(onetruth_resolve::RecordView, Option<CustomerId>),
+    json: bool,
+) -> anyhow::Result<()> {
+    use onetruth_resolve::score::{MatchParameters, NoTermFrequency, compare_records, score};
+    let params = MatchParameters::default();
+    let comparison = compare_records(&left.0, &right.0);
+    let scored = score(&comparison, &params, &NoTermFrequency);
+    let mut w = out();
+    if json {
+        let same = left.1.is_some() && left.1 == right.1;
+        serde_json::to_writer_pretty(
+            &mut w,
+            &serde_json::json!({
+                "left": { "source": left.0.source, "source_id": left.0.source_id, "customer_id": left.1 },
+                "right": { "source": right.0.source, "source_id": right.0.source_id, "customer_id": right.1 },
+                "same_customer": same,
+                "comparison": comparison,
+                "score": scored,
+            }),
+        )?;
+        writeln!(w)?;
+        return Ok(());
+    }
+    let who = |r: &(onetruth_resolve::RecordView, Option<CustomerId>)| {
+        let c =
+            r.1.map(|c| c.to_string())
+                .unwrap_or_else(|| "no customer".into());
+        format!("{}:{} ({c})", r.0.source, r.0.source_id)
+    };
+    writeln!(w, "{}  vs  {}", who(left), who(right))?;
+    writeln!(w, "  {:<12} {:<32} {:>8}", "field", "level", "weight")?;
+    for c in &scored.contributions {
+        let tf = if c.tf_adjustment != 0.0 {
+            format!("  (term frequency {:+.2})", c.tf_adjustment)
+        } else {
+            String::new()
+        };
+        writeln!(w, "  {:<12} {:<32} {:>8.2}{tf}", c.field, c.level, c.weight)?;
+    }
+    // The band's wire name (link / possible / no_link), as in --json.
+    let band = serde_json::to_value(scored.band)?;
+    writeln!(
+        w,
+        "  {:<12} {:<32} {:>8.2}  probability {:.4}, band {}",
+        "total",
+        "",
+        scored.total_weight,
+        scored.probability,
+        band.as_str().unwrap_or_default()
+    )?;
+    Ok(())
+}
