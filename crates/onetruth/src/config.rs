@@ -51,7 +51,8 @@ pub struct RawApi {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawIngest {
-    /// Records per store transaction (default 5000).
+    /// Records per read batch (default 5000); queued batches are committed together, up to
+    /// 50,000 records per transaction.
     pub batch_size: Option<usize>,
 }
 
