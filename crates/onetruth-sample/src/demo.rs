@@ -108,8 +108,9 @@ struct World {
     switchboard_people: BTreeSet<usize>,
 }
 
-/// A phone number written one of the ways people and systems write them.
-fn format_phone(digits: &str, style: u64) -> String {
+/// A phone number written one of the ways people and systems write them. The style numbers
+/// are fixed: the committed demo files depend on them.
+pub(crate) fn format_phone(digits: &str, style: u64) -> String {
     let (a, e, l) = (&digits[..3], &digits[3..6], &digits[6..]);
     match style {
         0 => format!("({a}) {e}-{l}"),
@@ -118,6 +119,7 @@ fn format_phone(digits: &str, style: u64) -> String {
         3 => format!("1-{a}-{e}-{l}"),
         4 => format!("{a}-{e}-{l}"),
         5 => format!("+1{a}{e}{l}"),
+        7 => format!("{a} {e} {l}"),
         _ => digits.to_string(),
     }
 }
