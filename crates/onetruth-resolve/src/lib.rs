@@ -9,7 +9,9 @@
 pub mod compare;
 mod golden;
 mod policy;
+pub mod resolver;
 pub mod score;
 
 pub use golden::{Golden, Provenance, RecordView, Valued, golden};
 pub use policy::{BlockRule, DEFAULT_BLOCKLIST, IdentifierPolicy, PolicyError};
+pub use resolver::{Resolution, Resolver, ResolverConfig};

@@ -335,6 +335,17 @@ impl MatchParameters {
         (lambda / (1.0 - lambda)).log2()
     }
 
+    /// The band of a total weight.
+    pub fn band(&self, total_weight: f64) -> Band {
+        if total_weight >= self.link_threshold {
+            Band::Link
+        } else if total_weight >= self.possible_threshold {
+            Band::Possible
+        } else {
+            Band::NoLink
+        }
+    }
+
     /// The m and u of one level, if present.
     pub fn level(&self, field: &str, level: &str) -> Option<LevelProbabilities> {
         self.fields.get(field)?.get(level).copied()
@@ -531,13 +542,7 @@ pub fn score(cmp: &Comparison, params: &MatchParameters, tf: &dyn TermFrequency)
     }
     // Summed in contribution order, so the total is reproducible from the explanation.
     let total_weight = contributions.iter().map(|c| c.weight).sum::<f64>();
-    let band = if total_weight >= params.link_threshold {
-        Band::Link
-    } else if total_weight >= params.possible_threshold {
-        Band::Possible
-    } else {
-        Band::NoLink
-    };
+    let band = params.band(total_weight);
     MatchScore {
         total_weight,
         // 1 / (1 + 2^-w) equals 2^w / (1 + 2^w) and does not overflow to NaN for large w.
@@ -545,6 +550,42 @@ pub fn score(cmp: &Comparison, params: &MatchParameters, tf: &dyn TermFrequency)
         band,
         contributions,
     }
+}
+
+/// The field name of the shared-identifier term [`score_records`] adds.
+pub const SHARED_IDENTIFIER: &str = "shared_identifier";
+
+/// Score two records: [`compare_records`], [`score`], plus one more term when they share a
+/// linkable external or custom identifier (`crm:123` in a billing record names the CRM
+/// contact): `identifier_weight` bits, so such a pair links unless the names and birth date
+/// clearly disagree or a guard vetoes it. Symmetric, like its parts.
+pub fn score_records(
+    a: &RecordView,
+    b: &RecordView,
+    params: &MatchParameters,
+    tf: &dyn TermFrequency,
+    identifier_weight: f64,
+) -> MatchScore {
+    let mut s = score(&compare_records(a, b), params, tf);
+    let shared = a.identifiers.iter().any(|x| {
+        x.linkable
+            && matches!(x.kind, IdentifierKind::External | IdentifierKind::Custom(_))
+            && b.identifiers
+                .iter()
+                .any(|y| y.linkable && y.kind == x.kind && y.value == x.value)
+    });
+    if shared && identifier_weight != 0.0 {
+        s.contributions.push(Contribution {
+            field: SHARED_IDENTIFIER.to_string(),
+            level: "exact".to_string(),
+            weight: identifier_weight,
+            tf_adjustment: 0.0,
+        });
+        s.total_weight = s.contributions.iter().map(|c| c.weight).sum::<f64>();
+        s.probability = 1.0 / (1.0 + (-s.total_weight).exp2());
+        s.band = params.band(s.total_weight);
+    }
+    s
 }
 
 /// The u-probability for an exact family-name agreement from term frequencies: the highest

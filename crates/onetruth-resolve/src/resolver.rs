@@ -1,0 +1,1594 @@
+//! Incremental, order-independent clustering of source records into customers.
+//!
+//! The partition is defined as a pure function of the live records, the parameters, the
+//! configuration and the curator overrides — never of arrival order:
+//!
+//! 1. **Candidates.** Every record has blocking keys ([`blocking_keys`]): each linkable
+//!    identifier value, the email local part, the phone's last 7 digits, Soundex(family name) +
+//!    birth year, postal code + house number, given initial + family prefix. Two records are
+//!    candidates when they share an *active* key: one held by at most
+//!    [`ResolverConfig::max_block_size`] records and, for identifier values, not generic.
+//! 2. **Edges.** Every candidate pair is scored ([`score_records`]); pairs in the link or
+//!    possible band are edges. A value held by records with more than
+//!    [`ResolverConfig::generic_value_names`] clearly different given names is *generic*: it is
+//!    no longer compared or used as a key (a switchboard, a shared family inbox, `asdf@asdf.com`).
+//! 3. **Clusters.** Within each connected component of link edges, edges are taken strongest
+//!    first (ties by the records' `(source, source_id)`), and each joins two clusters unless a
+//!    guard vetoes it: a curator's never-merge, two values of a unique kind, clearly different
+//!    birth dates, too many emails or phones. Curator force-merges join first; detached records
+//!    take no links.
+//!
+//! Because a component's clustering depends only on the component, the resolver re-clusters
+//! only the components that changed records touch. Customer ids are stable across that: the id
+//! of an old customer goes to the part holding most of its records (the oldest id wins a merge,
+//! the largest part keeps the id on a split) and parts without one get new ids.
+//!
+//! The resolver keeps everything in memory (views, keys, edges); the store loads it, feeds
+//! changes in, and persists the [`Resolution`] it returns. No IO, no clock.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use onetruth_model::IdentifierKind;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::RecordView;
+use crate::compare::{
+    BirthDateLevel, PersonName, canonical_mailbox, compare_birth_date, family_name_key,
+    house_number, nickname_groups, normalize_name, postal_key,
+};
+use crate::score::{Band, MatchParameters, MatchScore, TermFrequency, score_records};
+
+/// A source record's id in the store.
+pub type RecordId = i64;
+
+/// Resolution settings (`[resolution]` in the config file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResolverConfig {
+    /// A blocking key held by more records than this yields no candidates (counted in `stats`
+    /// as an overflow); the records still meet through their other keys.
+    pub max_block_size: usize,
+    /// An identifier value held by records with more than this many clearly different given
+    /// names is generic: it stops linking and is listed in `stats`.
+    pub generic_value_names: usize,
+    /// Identifier kinds a customer holds at most one value of (e.g. a custom `national_id`):
+    /// two different values veto a merge.
+    pub unique_kinds: Vec<String>,
+    /// Two clearly different birth dates (not a one-digit typo or a day/month swap) veto a merge.
+    pub unique_birth_date: bool,
+    /// A merge that would give a customer more distinct emails than this is refused.
+    pub max_emails: usize,
+    /// A merge that would give a customer more distinct phones than this is refused.
+    pub max_phones: usize,
+    /// Weight in bits of a shared external or custom identifier (`crm:123`).
+    pub identifier_weight: f64,
+}
+
+impl Default for ResolverConfig {
+    fn default() -> Self {
+        ResolverConfig {
+            max_block_size: 100,
+            generic_value_names: 3,
+            unique_kinds: Vec::new(),
+            unique_birth_date: true,
+            max_emails: 10,
+            max_phones: 10,
+            identifier_weight: 20.0,
+        }
+    }
+}
+
+/// A scored pair the resolver keeps: link or possible band.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Edge {
+    pub other: RecordId,
+    pub weight: f64,
+    pub band: Band,
+}
+
+/// Why a pair of records is, or is not, inside one customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkStatus {
+    /// A link edge that joined two clusters.
+    Accepted,
+    /// A link edge between records already joined through stronger links.
+    Implied,
+    /// A curator's force-merge.
+    Forced,
+    /// A link edge a guard refused.
+    Refused(Guard),
+    /// A possible-band pair, kept for review, never merged.
+    Possible,
+}
+
+impl LinkStatus {
+    /// Stable name, as stored in the evidence table.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkStatus::Accepted => "accepted",
+            LinkStatus::Implied => "implied",
+            LinkStatus::Forced => "forced",
+            LinkStatus::Refused(g) => g.as_str(),
+            LinkStatus::Possible => "possible",
+        }
+    }
+
+    /// Inverse of [`LinkStatus::as_str`].
+    pub fn parse(s: &str) -> Option<LinkStatus> {
+        Some(match s {
+            "accepted" => LinkStatus::Accepted,
+            "implied" => LinkStatus::Implied,
+            "forced" => LinkStatus::Forced,
+            "possible" => LinkStatus::Possible,
+            other => LinkStatus::Refused(Guard::parse(other)?),
+        })
+    }
+}
+
+/// A rule that refuses a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guard {
+    /// A curator said these records are different people.
+    NeverMerge,
+    /// A curator detached one of the records.
+    Detached,
+    /// The clusters hold different values of a unique identifier kind.
+    UniqueKind,
+    /// The clusters hold clearly different birth dates.
+    BirthDate,
+    /// The merged customer would hold more than `max_emails` emails.
+    MaxEmails,
+    /// The merged customer would hold more than `max_phones` phones.
+    MaxPhones,
+}
+
+impl Guard {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Guard::NeverMerge => "refused_never_merge",
+            Guard::Detached => "refused_detached",
+            Guard::UniqueKind => "refused_unique_kind",
+            Guard::BirthDate => "refused_birth_date",
+            Guard::MaxEmails => "refused_max_emails",
+            Guard::MaxPhones => "refused_max_phones",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Guard> {
+        [
+            Guard::NeverMerge,
+            Guard::Detached,
+            Guard::UniqueKind,
+            Guard::BirthDate,
+            Guard::MaxEmails,
+            Guard::MaxPhones,
+        ]
+        .into_iter()
+        .find(|g| g.as_str() == s)
+    }
+}
+
+/// One pair to persist as evidence (`a < b`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PairEvidence {
+    pub a: RecordId,
+    pub b: RecordId,
+    pub weight: f64,
+    pub status: LinkStatus,
+}
+
+/// What happened to one customer id in one resolution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CustomerChange {
+    pub customer: i64,
+    /// The id was issued by this resolution.
+    pub created: bool,
+    /// What the id is now.
+    pub status: CustomerStatus,
+    /// Old customers whose records this one took in whole or in part (merges).
+    pub absorbed: Vec<i64>,
+    /// Customers that took some of this one's former records (splits).
+    pub split_off: Vec<i64>,
+    /// Records that joined or left it, or changed while in it.
+    pub records_changed: bool,
+}
+
+/// The state of a customer id after a resolution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "status")]
+pub enum CustomerStatus {
+    Active,
+    /// Every record went to one other customer: the id is an alias of it.
+    MergedInto {
+        into: i64,
+    },
+    /// The records went to several customers, none of which kept this id.
+    SplitInto {
+        into: Vec<i64>,
+    },
+    /// No records left.
+    Empty,
+}
+
+/// A blocking key or identifier value whose state flipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyFlip {
+    /// A value became generic (`true`) or stopped being generic (`false`).
+    Generic {
+        kind: String,
+        value: String,
+        names: usize,
+        records: usize,
+        generic: bool,
+    },
+    /// A blocking key crossed `max_block_size` (`true`) or fell back under it.
+    Overflow {
+        key: String,
+        records: usize,
+        overflowed: bool,
+    },
+}
+
+/// The outcome of [`Resolver::resolve`], for the store to persist.
+#[derive(Debug, Clone, Default)]
+pub struct Resolution {
+    /// Records whose customer changed (new records included), with the new customer.
+    pub assignments: Vec<(RecordId, i64)>,
+    /// Every customer id that changed, sorted by id.
+    pub changes: Vec<CustomerChange>,
+    /// Records whose stored evidence must be replaced by `evidence` (every pair touching them).
+    pub rewritten: Vec<RecordId>,
+    /// The evidence of every pair touching `rewritten`.
+    pub evidence: Vec<PairEvidence>,
+    /// Keys and values whose state flipped.
+    pub flips: Vec<KeyFlip>,
+    /// Candidate pairs scored.
+    pub pairs_scored: u64,
+}
+
+struct Block {
+    members: Vec<RecordId>,
+    /// For identifier values: (given-name key, holders) of the holders that have a given name.
+    names: Vec<(u64, u32)>,
+    is_value: bool,
+    overflowed: bool,
+    generic: bool,
+}
+
+impl Block {
+    fn active(&self) -> bool {
+        !self.overflowed && !self.generic
+    }
+}
+
+struct Entry {
+    view: RecordView,
+    /// Per identifier: linkable as screened by the identifier policy (before generic values).
+    screened: Vec<bool>,
+    /// Block key hashes, deduplicated; for each, the label and whether it is a value key.
+    keys: Vec<u64>,
+    name: Option<u64>,
+    customer: Option<i64>,
+    edges: Vec<Edge>,
+}
+
+/// Key labels of a record, by kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockingKey {
+    pub label: String,
+    /// `Some((kind, value))` for identifier-value keys.
+    pub value: Option<(String, String)>,
+}
+
+/// The blocking keys of a record (see the module docs). Identifier-value keys only for
+/// identifiers the policy left linkable.
+pub fn blocking_keys(view: &RecordView, screened: &[bool]) -> Vec<BlockingKey> {
+    let mut keys = Vec::new();
+    let mut plain = |label: String| {
+        keys.push(BlockingKey { label, value: None });
+    };
+    let mut values = Vec::new();
+    for (id, ok) in view.identifiers.iter().zip(screened) {
+        if !ok {
+            continue;
+        }
+        values.push(BlockingKey {
+            label: value_label(id.kind.as_str(), &id.value),
+            value: Some((id.kind.as_str().to_string(), id.value.clone())),
+        });
+        match id.kind {
+            IdentifierKind::Email => {
+                let mailbox = canonical_mailbox(&id.value);
+                if let Some((local, _)) = mailbox.rsplit_once('@') {
+                    let local = local.replace('.', "");
+                    if local.len() >= 3 {
+                        plain(format!("email_local:{local}"));
+                    }
+                }
+            }
+            IdentifierKind::Phone => {
+                let digits: String = id.value.chars().filter(char::is_ascii_digit).collect();
+                if digits.len() >= 7 {
+                    plain(format!("phone_last7:{}", &digits[digits.len() - 7..]));
+                }
+            }
+            _ => {}
+        }
+    }
+    let name = PersonName::from_attributes(&view.attributes);
+    let family = name.family.as_deref().map(normalize_name);
+    let given = name.given.as_deref().map(normalize_name);
+    if let Some(family) = family.as_deref().filter(|f| !f.is_empty()) {
+        let soundex = family_name_key(family);
+        if let Some(year) = view
+            .attributes
+            .birth_date
+            .as_deref()
+            .and_then(|d| d.get(..4))
+            .filter(|y| y.bytes().all(|b| b.is_ascii_digit()))
+        {
+            plain(format!("family_year:{soundex}:{year}"));
+        }
+        if let Some(initial) = given.as_deref().and_then(|g| g.chars().next()) {
+            let prefix: String = family.chars().filter(|c| *c != ' ').take(4).collect();
+            plain(format!("initial_family:{initial}:{prefix}"));
+        }
+    }
+    for address in &view.attributes.addresses {
+        if let (Some(postal), Some(house)) = (
+            postal_key(address),
+            address.line1.as_deref().and_then(house_number),
+        ) {
+            plain(format!("postal_house:{postal}:{house}"));
+        }
+    }
+    values.extend(keys);
+    values.sort_by(|a, b| a.label.cmp(&b.label));
+    values.dedup_by(|a, b| a.label == b.label);
+    values
+}
+
+/// The label of an identifier-value key. `=` never occurs in the other keys' fixed prefixes, so
+/// a custom kind cannot collide with them.
+fn value_label(kind: &str, value: &str) -> String {
+    format!("{kind}={value}")
+}
+
+/// The key of a record's given name for generic-value detection: the first nickname group of
+/// its first word (so Bill and William count once), else the word itself.
+fn given_name_key(view: &RecordView) -> Option<u64> {
+    let name = PersonName::from_attributes(&view.attributes);
+    let given = normalize_name(name.given.as_deref()?);
+    let first = given.split(' ').next().filter(|w| w.len() > 1)?;
+    let key = nickname_groups(first).into_iter().min().unwrap_or(first);
+    Some(hash_str(key))
+}
+
+/// FNV-1a, folded: stable across builds and cheap for short keys.
+fn hash_str(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h ^ (h >> 29)
+}
+
+fn sort_key(view: &RecordView) -> (&str, &str) {
+    (&view.source, &view.source_id)
+}
+
+/// Curator decisions the resolver obeys.
+#[derive(Debug, Default, Clone)]
+struct Overrides {
+    never: HashMap<RecordId, BTreeSet<RecordId>>,
+    force: HashMap<RecordId, BTreeSet<RecordId>>,
+    detached: HashSet<RecordId>,
+}
+
+/// The in-memory resolver. See the module docs.
+pub struct Resolver {
+    params: MatchParameters,
+    tf: Box<dyn TermFrequency + Send + Sync>,
+    config: ResolverConfig,
+    entries: HashMap<RecordId, Entry>,
+    blocks: HashMap<u64, Block>,
+    customers: HashMap<i64, BTreeSet<RecordId>>,
+    overrides: Overrides,
+    /// Records whose edges must be recomputed.
+    dirty: BTreeSet<RecordId>,
+    /// Records whose component must be re-clustered (a superset of `dirty`).
+    touched: BTreeSet<RecordId>,
+    /// Customers whose every record must be re-clustered (a record left them).
+    seed_customers: BTreeSet<i64>,
+    /// Records removed since the last resolve.
+    removed: BTreeSet<RecordId>,
+    flips: Vec<KeyFlip>,
+    /// Between `begin_load` and `finish_load`: nothing is dirty, nothing is reported.
+    loading: bool,
+}
+
+impl Resolver {
+    pub fn new(
+        params: MatchParameters,
+        tf: Box<dyn TermFrequency + Send + Sync>,
+        config: ResolverConfig,
+    ) -> Resolver {
+        Resolver {
+            params,
+            tf,
+            config,
+            entries: HashMap::new(),
+            blocks: HashMap::new(),
+            customers: HashMap::new(),
+            overrides: Overrides::default(),
+            dirty: BTreeSet::new(),
+            touched: BTreeSet::new(),
+            seed_customers: BTreeSet::new(),
+            removed: BTreeSet::new(),
+            flips: Vec::new(),
+            loading: false,
+        }
+    }
+
+    pub fn params(&self) -> &MatchParameters {
+        &self.params
+    }
+
+    pub fn config(&self) -> &ResolverConfig {
+        &self.config
+    }
+
+    /// Number of live entity records held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The customer a record belongs to.
+    pub fn customer_of(&self, id: RecordId) -> Option<i64> {
+        self.entries.get(&id).and_then(|e| e.customer)
+    }
+
+    /// The view of a held record, with generic values marked unlinkable.
+    pub fn view(&self, id: RecordId) -> Option<&RecordView> {
+        self.entries.get(&id).map(|e| &e.view)
+    }
+
+    /// Score two views the way the resolver does.
+    pub fn score(&self, a: &RecordView, b: &RecordView) -> MatchScore {
+        score_records(
+            a,
+            b,
+            &self.params,
+            self.tf.as_ref(),
+            self.config.identifier_weight,
+        )
+    }
+
+    /// Start loading stored state: records, edges and overrides added until
+    /// [`Resolver::finish_load`] are taken as already resolved.
+    pub fn begin_load(&mut self) {
+        self.loading = true;
+    }
+
+    /// Add a stored record with its customer (loading).
+    pub fn load_record(&mut self, id: RecordId, view: RecordView, customer: i64) {
+        self.insert(id, view, Some(customer));
+    }
+
+    /// Add a stored edge (loading). Unknown records are ignored.
+    pub fn load_edge(&mut self, a: RecordId, b: RecordId, weight: f64, band: Band) {
+        if !self.entries.contains_key(&a) || !self.entries.contains_key(&b) {
+            return;
+        }
+        for (x, y) in [(a, b), (b, a)] {
+            if let Some(e) = self.entries.get_mut(&x) {
+                e.edges.push(Edge {
+                    other: y,
+                    weight,
+                    band,
+                });
+            }
+        }
+    }
+
+    /// Done loading: the resolver now reflects the store.
+    pub fn finish_load(&mut self) {
+        self.loading = false;
+        self.dirty.clear();
+        self.touched.clear();
+        self.seed_customers.clear();
+        self.flips.clear();
+    }
+
+    /// Add or replace a live entity record.
+    pub fn upsert(&mut self, id: RecordId, view: RecordView) {
+        let customer = self.take(id);
+        self.insert(id, view, customer);
+        self.mark_dirty(id);
+    }
+
+    /// Remove a record (deleted, or no longer an entity).
+    pub fn remove(&mut self, id: RecordId) {
+        if self.entries.contains_key(&id) {
+            self.take(id);
+            self.removed.insert(id);
+            self.dirty.remove(&id);
+            self.touched.remove(&id);
+        }
+    }
+
+    /// A curator says `a` and `b` are different people (wins over any evidence).
+    pub fn never_merge(&mut self, a: RecordId, b: RecordId) {
+        for (x, y) in [(a, b), (b, a)] {
+            self.overrides.force.entry(x).or_default().remove(&y);
+            self.overrides.never.entry(x).or_default().insert(y);
+        }
+        self.touch(a);
+        self.touch(b);
+    }
+
+    /// A curator says `a` and `b` are one person.
+    pub fn force_merge(&mut self, a: RecordId, b: RecordId) {
+        for (x, y) in [(a, b), (b, a)] {
+            self.overrides.never.entry(x).or_default().remove(&y);
+            self.overrides.force.entry(x).or_default().insert(y);
+        }
+        self.touch(a);
+        self.touch(b);
+    }
+
+    /// A curator takes `a` out of its customer: it takes no links, only force-merges.
+    pub fn detach(&mut self, a: RecordId) {
+        self.overrides.detached.insert(a);
+        self.touch(a);
+    }
+
+    fn touch(&mut self, id: RecordId) {
+        if !self.loading && self.entries.contains_key(&id) {
+            self.touched.insert(id);
+        }
+    }
+
+    fn mark_dirty(&mut self, id: RecordId) {
+        if !self.loading {
+            self.dirty.insert(id);
+            self.touched.insert(id);
+        }
+    }
+
+    fn insert(&mut self, id: RecordId, mut view: RecordView, customer: Option<i64>) {
+        let screened: Vec<bool> = view.identifiers.iter().map(|i| i.linkable).collect();
+        let name = given_name_key(&view);
+        let keys = blocking_keys(&view, &screened);
+        let mut hashes = Vec::with_capacity(keys.len());
+        for key in keys {
+            let h = hash_str(&key.label);
+            hashes.push(h);
+            let block = self.blocks.entry(h).or_insert_with(|| Block {
+                members: Vec::new(),
+                names: Vec::new(),
+                is_value: key.value.is_some(),
+                overflowed: false,
+                generic: false,
+            });
+            block.members.push(id);
+            if let Some(n) = name.filter(|_| block.is_value) {
+                match block.names.iter_mut().find(|(k, _)| *k == n) {
+                    Some((_, c)) => *c += 1,
+                    None => block.names.push((n, 1)),
+                }
+            }
+            self.check_flips(h, &key);
+        }
+        // Generic values stay in the view but stop linking.
+        for (ident, ok) in view.identifiers.iter_mut().zip(&screened) {
+            if *ok {
+                let h = hash_str(&value_label(ident.kind.as_str(), &ident.value));
+                ident.linkable = self.blocks.get(&h).is_none_or(|b| !b.generic);
+            }
+        }
+        if let Some(c) = customer {
+            self.customers.entry(c).or_default().insert(id);
+        }
+        self.entries.insert(
+            id,
+            Entry {
+                view,
+                screened,
+                keys: hashes,
+                name,
+                customer,
+                edges: Vec::new(),
+            },
+        );
+    }
+
+    /// Take a record out of every index; returns its customer. Its old customer and its old
+    /// link neighbours are re-clustered at the next resolve.
+    fn take(&mut self, id: RecordId) -> Option<i64> {
+        let entry = self.entries.remove(&id)?;
+        for e in &entry.edges {
+            if let Some(other) = self.entries.get_mut(&e.other) {
+                other.edges.retain(|x| x.other != id);
+                if e.band == Band::Link && !self.loading {
+                    self.touched.insert(e.other);
+                }
+            }
+        }
+        // The labels are needed only for flips; rebuild them from the view.
+        let labels = blocking_keys(&entry.view, &entry.screened);
+        for (h, key) in entry.keys.iter().zip(&labels) {
+            if let Some(block) = self.blocks.get_mut(h) {
+                block.members.retain(|m| *m != id);
+                if let Some(n) = entry.name.filter(|_| block.is_value)
+                    && let Some(pos) = block.names.iter().position(|(k, _)| *k == n)
+                {
+                    block.names[pos].1 -= 1;
+                    if block.names[pos].1 == 0 {
+                        block.names.swap_remove(pos);
+                    }
+                }
+                if block.members.is_empty() {
+                    let was_flagged = block.overflowed || block.generic;
+                    self.blocks.remove(h);
+                    if was_flagged {
+                        self.report_cleared(key);
+                    }
+                } else {
+                    self.check_flips(*h, key);
+                }
+            }
+        }
+        if let Some(c) = entry.customer {
+            if let Some(set) = self.customers.get_mut(&c) {
+                set.remove(&id);
+                if set.is_empty() {
+                    self.customers.remove(&c);
+                }
+            }
+            if !self.loading {
+                self.seed_customers.insert(c);
+            }
+        }
+        entry.customer
+    }
+
+    fn report_cleared(&mut self, key: &BlockingKey) {
+        if self.loading {
+            return;
+        }
+        match &key.value {
+            Some((kind, value)) => self.flips.push(KeyFlip::Generic {
+                kind: kind.clone(),
+                value: value.clone(),
+                names: 0,
+                records: 0,
+                generic: false,
+            }),
+            None => self.flips.push(KeyFlip::Overflow {
+                key: key.label.clone(),
+                records: 0,
+                overflowed: false,
+            }),
+        }
+    }
+
+    /// Recompute a block's overflow and generic state; on a flip its members' edges change.
+    fn check_flips(&mut self, h: u64, key: &BlockingKey) {
+        let Some(block) = self.blocks.get_mut(&h) else {
+            return;
+        };
+        let overflowed = block.members.len() > self.config.max_block_size;
+        let generic = block.is_value && block.names.len() > self.config.generic_value_names;
+        if overflowed == block.overflowed && generic == block.generic {
+            return;
+        }
+        let members = block.members.clone();
+        let generic_flipped = generic != block.generic;
+        block.overflowed = overflowed;
+        block.generic = generic;
+        let names = block.names.len();
+        if !self.loading {
+            if generic_flipped && let Some((kind, value)) = &key.value {
+                self.flips.push(KeyFlip::Generic {
+                    kind: kind.clone(),
+                    value: value.clone(),
+                    names,
+                    records: members.len(),
+                    generic,
+                });
+            } else if !generic_flipped {
+                self.flips.push(KeyFlip::Overflow {
+                    key: key.label.clone(),
+                    records: members.len(),
+                    overflowed,
+                });
+            }
+        }
+        for m in members {
+            if generic_flipped && let Some(entry) = self.entries.get_mut(&m) {
+                for (ident, ok) in entry.view.identifiers.iter_mut().zip(&entry.screened) {
+                    if *ok
+                        && key.value.as_ref().is_some_and(|(k, v)| {
+                            ident.kind.as_str() == k.as_str() && ident.value == *v
+                        })
+                    {
+                        ident.linkable = !generic;
+                    }
+                }
+            }
+            self.mark_dirty(m);
+        }
+    }
+
+    /// Recompute edges of dirty records, re-cluster every component they touch and assign
+    /// stable ids. `next_customer` is the next unused customer id; it is advanced.
+    pub fn resolve(&mut self, next_customer: &mut i64) -> Resolution {
+        let mut out = Resolution {
+            flips: std::mem::take(&mut self.flips),
+            ..Resolution::default()
+        };
+        let dirty: Vec<RecordId> = std::mem::take(&mut self.dirty)
+            .into_iter()
+            .filter(|d| self.entries.contains_key(d))
+            .collect();
+        // Old edges of dirty records go first, both directions, so every pair is scored once.
+        for d in &dirty {
+            let Some(entry) = self.entries.get_mut(d) else {
+                continue;
+            };
+            let old = std::mem::take(&mut entry.edges);
+            for e in old {
+                if let Some(other) = self.entries.get_mut(&e.other) {
+                    other.edges.retain(|x| x.other != *d);
+                    if e.band == Band::Link {
+                        self.touched.insert(e.other);
+                    }
+                }
+            }
+        }
+        let dirty_set: HashSet<RecordId> = dirty.iter().copied().collect();
+        for d in &dirty {
+            let candidates = self.candidates(*d);
+            let mut new_edges = Vec::new();
+            {
+                let view = &self.entries[d].view;
+                for c in candidates {
+                    // A pair of dirty records is scored by the smaller id.
+                    if dirty_set.contains(&c) && c < *d {
+                        continue;
+                    }
+                    let Some(other) = self.entries.get(&c) else {
+                        continue;
+                    };
+                    out.pairs_scored += 1;
+                    let s = self.score(view, &other.view);
+                    if s.band != Band::NoLink {
+                        new_edges.push(Edge {
+                            other: c,
+                            weight: s.total_weight,
+                            band: s.band,
+                        });
+                    }
+                }
+            }
+            for e in new_edges {
+                if let Some(other) = self.entries.get_mut(&e.other) {
+                    other.edges.push(Edge { other: *d, ..e });
+                }
+                if let Some(me) = self.entries.get_mut(d) {
+                    me.edges.push(e);
+                }
+            }
+        }
+
+        // The records to re-cluster: touched records, every record of their customers and of
+        // customers that lost a record, closed over link edges and force-merges.
+        let mut component: BTreeSet<RecordId> = BTreeSet::new();
+        let mut queue: Vec<RecordId> = std::mem::take(&mut self.touched)
+            .into_iter()
+            .filter(|r| self.entries.contains_key(r))
+            .collect();
+        let seeds = std::mem::take(&mut self.seed_customers);
+        for c in &seeds {
+            if let Some(members) = self.customers.get(c) {
+                queue.extend(members.iter().copied());
+            }
+        }
+        let mut seen_customers: HashSet<i64> = seeds.iter().copied().collect();
+        while let Some(r) = queue.pop() {
+            if !component.insert(r) {
+                continue;
+            }
+            let Some(entry) = self.entries.get(&r) else {
+                continue;
+            };
+            queue.extend(
+                entry
+                    .edges
+                    .iter()
+                    .filter(|e| e.band == Band::Link)
+                    .map(|e| e.other),
+            );
+            if let Some(f) = self.overrides.force.get(&r) {
+                queue.extend(f.iter().copied().filter(|x| self.entries.contains_key(x)));
+            }
+            if let Some(c) = entry.customer
+                && seen_customers.insert(c)
+                && let Some(members) = self.customers.get(&c)
+            {
+                queue.extend(members.iter().copied());
+            }
+        }
+        let removed = std::mem::take(&mut self.removed);
+        if component.is_empty() && seeds.is_empty() {
+            return out;
+        }
+
+        let (parts, evidence) = self.cluster(&component);
+        out.evidence = evidence;
+        out.rewritten = component.iter().chain(&removed).copied().collect();
+        out.rewritten.sort_unstable();
+        out.rewritten.dedup();
+        self.assign_ids(parts, &seeds, &dirty_set, next_customer, &mut out);
+        out
+    }
+
+    /// Members of the record's active blocks, sorted and deduplicated, without itself.
+    fn candidates(&self, id: RecordId) -> Vec<RecordId> {
+        let mut out = Vec::new();
+        let Some(entry) = self.entries.get(&id) else {
+            return out;
+        };
+        for h in &entry.keys {
+            if let Some(b) = self.blocks.get(h).filter(|b| b.active()) {
+                out.extend(b.members.iter().copied().filter(|m| *m != id));
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Greedy, guarded clustering of a closed set of records. Returns the parts (each sorted
+    /// by record key, parts sorted by size descending then first key) and the evidence of every
+    /// pair touching the set.
+    fn cluster(&self, records: &BTreeSet<RecordId>) -> (Vec<Vec<RecordId>>, Vec<PairEvidence>) {
+        let key = |r: RecordId| sort_key(&self.entries[&r].view);
+        let mut uf = UnionFind::new(records.iter().copied(), |r| {
+            ClusterFacts::of(&self.entries[&r].view, &self.config, r)
+        });
+        let mut evidence = Vec::new();
+        // Force-merges first: curators win.
+        for &r in records {
+            if let Some(f) = self.overrides.force.get(&r) {
+                for &o in f.iter().filter(|o| **o > r && records.contains(o)) {
+                    uf.union(r, o);
+                    let weight = self.pair_weight(r, o);
+                    evidence.push(PairEvidence {
+                        a: r,
+                        b: o,
+                        weight,
+                        status: LinkStatus::Forced,
+                    });
+                }
+            }
+        }
+        let mut links = Vec::new();
+        for &r in records {
+            for e in &self.entries[&r].edges {
+                if e.other < r && records.contains(&e.other) {
+                    continue; // each pair once, from its smaller id
+                }
+                if e.band == Band::Link && records.contains(&e.other) {
+                    links.push((r, *e));
+                } else {
+                    let (a, b) = (r.min(e.other), r.max(e.other));
+                    evidence.push(PairEvidence {
+                        a,
+                        b,
+                        weight: e.weight,
+                        status: LinkStatus::Possible,
+                    });
+                }
+            }
+        }
+        links.sort_by(|(ra, ea), (rb, eb)| {
+            let ka = ordered(key(*ra), key(ea.other));
+            let kb = ordered(key(*rb), key(eb.other));
+            eb.weight.total_cmp(&ea.weight).then_with(|| ka.cmp(&kb))
+        });
+        for (r, e) in links {
+            let (a, b) = (r.min(e.other), r.max(e.other));
+            let forced = self.overrides.force.get(&a).is_some_and(|f| f.contains(&b));
+            if forced {
+                continue; // already recorded as forced
+            }
+            let status = if uf.find(a) == uf.find(b) {
+                LinkStatus::Implied
+            } else if self.overrides.detached.contains(&a) || self.overrides.detached.contains(&b) {
+                LinkStatus::Refused(Guard::Detached)
+            } else if let Some(g) = uf.guard(a, b, &self.overrides, &self.config) {
+                LinkStatus::Refused(g)
+            } else {
+                uf.union(a, b);
+                LinkStatus::Accepted
+            };
+            evidence.push(PairEvidence {
+                a,
+                b,
+                weight: e.weight,
+                status,
+            });
+        }
+        let mut parts: BTreeMap<RecordId, Vec<RecordId>> = BTreeMap::new();
+        for &r in records {
+            parts.entry(uf.find(r)).or_default().push(r);
+        }
+        let mut parts: Vec<Vec<RecordId>> = parts.into_values().collect();
+        for p in &mut parts {
+            p.sort_by(|a, b| key(*a).cmp(&key(*b)));
+        }
+        parts.sort_by(|a, b| {
+            b.len()
+                .cmp(&a.len())
+                .then_with(|| key(a[0]).cmp(&key(b[0])))
+        });
+        (parts, evidence)
+    }
+
+    fn pair_weight(&self, a: RecordId, b: RecordId) -> f64 {
+        self.entries[&a]
+            .edges
+            .iter()
+            .find(|e| e.other == b)
+            .map_or(0.0, |e| e.weight)
+    }
+
+    fn assign_ids(
+        &mut self,
+        parts: Vec<Vec<RecordId>>,
+        seeds: &BTreeSet<i64>,
+        dirty: &HashSet<RecordId>,
+        next_customer: &mut i64,
+        out: &mut Resolution,
+    ) {
+        // Old customer -> (part index -> records of it in that part).
+        let mut old: BTreeMap<i64, BTreeMap<usize, usize>> = BTreeMap::new();
+        for c in seeds {
+            old.entry(*c).or_default();
+        }
+        for (i, part) in parts.iter().enumerate() {
+            for r in part {
+                if let Some(c) = self.entries[r].customer {
+                    *old.entry(c).or_default().entry(i).or_default() += 1;
+                }
+            }
+        }
+        let mut part_id: Vec<Option<i64>> = vec![None; parts.len()];
+        let mut taken: BTreeSet<i64> = BTreeSet::new();
+        // Oldest first: each old id goes to the part holding most of its records (ties: the
+        // larger part, then the first in part order), if that part has no id yet.
+        for (c, counts) in &old {
+            let best = counts
+                .iter()
+                .max_by(|(ia, na), (ib, nb)| na.cmp(nb).then_with(|| ib.cmp(ia)))
+                .map(|(i, _)| *i);
+            if let Some(i) = best
+                && part_id[i].is_none()
+            {
+                part_id[i] = Some(*c);
+                taken.insert(*c);
+            }
+        }
+        // Parts still without an id take the oldest unassigned id among their records', else
+        // a new one.
+        for (i, slot) in part_id.iter_mut().enumerate() {
+            if slot.is_some() {
+                continue;
+            }
+            let reuse = old
+                .iter()
+                .find(|(c, counts)| counts.contains_key(&i) && !taken.contains(*c))
+                .map(|(c, _)| *c);
+            let id = reuse.unwrap_or_else(|| {
+                let id = *next_customer;
+                *next_customer += 1;
+                id
+            });
+            taken.insert(id);
+            *slot = Some(id);
+        }
+        let mut facts: BTreeMap<i64, CustomerChange> = BTreeMap::new();
+        for (i, part) in parts.iter().enumerate() {
+            let id = part_id[i].expect("every part has an id after the second pass");
+            let created = !old.contains_key(&id);
+            let ch = facts.entry(id).or_insert_with(|| CustomerChange {
+                customer: id,
+                created,
+                status: CustomerStatus::Active,
+                absorbed: Vec::new(),
+                split_off: Vec::new(),
+                records_changed: false,
+            });
+            for r in part {
+                let entry = self.entries.get_mut(r).expect("parts hold live records");
+                if entry.customer != Some(id) {
+                    ch.records_changed = true;
+                    if let Some(prev) = entry.customer {
+                        if prev != id && !ch.absorbed.contains(&prev) {
+                            ch.absorbed.push(prev);
+                        }
+                        if let Some(set) = self.customers.get_mut(&prev) {
+                            set.remove(r);
+                            if set.is_empty() {
+                                self.customers.remove(&prev);
+                            }
+                        }
+                    }
+                    entry.customer = Some(id);
+                    self.customers.entry(id).or_default().insert(*r);
+                    out.assignments.push((*r, id));
+                }
+                if dirty.contains(r) {
+                    ch.records_changed = true;
+                }
+            }
+            ch.absorbed.sort_unstable();
+        }
+        // Old ids that no part kept.
+        for (c, counts) in &old {
+            let holders: Vec<i64> = counts
+                .keys()
+                .map(|i| part_id[*i].expect("assigned"))
+                .collect();
+            if taken.contains(c) && part_id.contains(&Some(*c)) {
+                // Kept: which other parts took some of its records?
+                let ch = facts.get_mut(c).expect("a kept id has a part");
+                ch.split_off = holders.iter().copied().filter(|h| h != c).collect();
+                ch.split_off.sort_unstable();
+                ch.split_off.dedup();
+                if seeds.contains(c) {
+                    ch.records_changed = true;
+                }
+                continue;
+            }
+            let mut into = holders.clone();
+            into.sort_unstable();
+            into.dedup();
+            let status = match into.as_slice() {
+                [] => CustomerStatus::Empty,
+                [one] => CustomerStatus::MergedInto { into: *one },
+                _ => CustomerStatus::SplitInto { into: into.clone() },
+            };
+            facts.insert(
+                *c,
+                CustomerChange {
+                    customer: *c,
+                    created: false,
+                    status,
+                    absorbed: Vec::new(),
+                    split_off: into,
+                    records_changed: true,
+                },
+            );
+        }
+        // Absorbed lists only ids that are gone; a customer that merely gave up some records
+        // is a split of that customer, reported on its own entry.
+        let gone: HashSet<i64> = facts
+            .values()
+            .filter(|c| c.status != CustomerStatus::Active)
+            .map(|c| c.customer)
+            .collect();
+        for ch in facts.values_mut() {
+            ch.absorbed.retain(|a| gone.contains(a));
+        }
+        out.changes = facts
+            .into_values()
+            .filter(|c| {
+                c.created
+                    || c.records_changed
+                    || c.status != CustomerStatus::Active
+                    || !c.absorbed.is_empty()
+                    || !c.split_off.is_empty()
+            })
+            .collect();
+        out.assignments.sort_unstable();
+    }
+
+    /// Number of identifier values currently generic.
+    pub fn generic_values(&self) -> usize {
+        self.blocks.values().filter(|b| b.generic).count()
+    }
+
+    /// Number of blocking keys over the cap.
+    pub fn overflowed_keys(&self) -> usize {
+        self.blocks.values().filter(|b| b.overflowed).count()
+    }
+
+    /// The current partition: customer -> records, for tests and checks.
+    pub fn partition(&self) -> BTreeMap<i64, BTreeSet<RecordId>> {
+        self.customers
+            .iter()
+            .map(|(c, r)| (*c, r.clone()))
+            .collect()
+    }
+}
+
+fn ordered<'a>(a: (&'a str, &'a str), b: (&'a str, &'a str)) -> [(&'a str, &'a str); 2] {
+    if a <= b { [a, b] } else { [b, a] }
+}
+
+/// What a cluster holds that guards look at.
+#[derive(Debug, Default)]
+struct ClusterFacts {
+    records: Vec<RecordId>,
+    emails: BTreeSet<String>,
+    phones: BTreeSet<String>,
+    unique: BTreeSet<(String, String)>,
+    birth_dates: Vec<String>,
+}
+
+impl ClusterFacts {
+    fn of(view: &RecordView, config: &ResolverConfig, id: RecordId) -> ClusterFacts {
+        let mut f = ClusterFacts {
+            records: vec![id],
+            ..ClusterFacts::default()
+        };
+        for i in view.identifiers.iter().filter(|i| i.linkable) {
+            match &i.kind {
+                IdentifierKind::Email => {
+                    f.emails.insert(i.value.clone());
+                }
+                IdentifierKind::Phone => {
+                    f.phones.insert(i.value.clone());
+                }
+                _ => {}
+            }
+            if config.unique_kinds.iter().any(|k| k == i.kind.as_str()) {
+                f.unique
+                    .insert((i.kind.as_str().to_string(), i.value.clone()));
+            }
+        }
+        if config.unique_birth_date
+            && let Some(d) = view.attributes.birth_date.as_deref()
+        {
+            f.birth_dates.push(d.to_string());
+        }
+        f
+    }
+
+    fn absorb(&mut self, other: ClusterFacts) {
+        self.records.extend(other.records);
+        self.emails.extend(other.emails);
+        self.phones.extend(other.phones);
+        self.unique.extend(other.unique);
+        self.birth_dates.extend(other.birth_dates);
+    }
+}
+
+struct UnionFind {
+    parent: HashMap<RecordId, RecordId>,
+    facts: HashMap<RecordId, ClusterFacts>,
+}
+
+impl UnionFind {
+    fn new(
+        ids: impl Iterator<Item = RecordId>,
+        facts: impl Fn(RecordId) -> ClusterFacts,
+    ) -> UnionFind {
+        let mut uf = UnionFind {
+            parent: HashMap::new(),
+            facts: HashMap::new(),
+        };
+        for id in ids {
+            uf.parent.insert(id, id);
+            uf.facts.insert(id, facts(id));
+        }
+        uf
+    }
+
+    fn find(&mut self, x: RecordId) -> RecordId {
+        let mut root = x;
+        while self.parent[&root] != root {
+            root = self.parent[&root];
+        }
+        let mut cur = x;
+        while cur != root {
+            let next = self.parent[&cur];
+            self.parent.insert(cur, root);
+            cur = next;
+        }
+        root
+    }
+
+    fn union(&mut self, a: RecordId, b: RecordId) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra == rb {
+            return;
+        }
+        // The bigger cluster absorbs the smaller; the root itself does not matter for results.
+        let (big, small) = if self.facts[&ra].records.len() >= self.facts[&rb].records.len() {
+            (ra, rb)
+        } else {
+            (rb, ra)
+        };
+        let moved = self.facts.remove(&small).unwrap_or_default();
+        self.facts
+            .get_mut(&big)
+            .expect("roots have facts")
+            .absorb(moved);
+        self.parent.insert(small, big);
+    }
+
+    /// The first guard that refuses joining the clusters of `a` and `b`.
+    fn guard(
+        &mut self,
+        a: RecordId,
+        b: RecordId,
+        overrides: &Overrides,
+        config: &ResolverConfig,
+    ) -> Option<Guard> {
+        let (ra, rb) = (self.find(a), self.find(b));
+        let (fa, fb) = (&self.facts[&ra], &self.facts[&rb]);
+        let (small, big) = if fa.records.len() <= fb.records.len() {
+            (fa, fb)
+        } else {
+            (fb, fa)
+        };
+        let big_members: HashSet<RecordId> = big.records.iter().copied().collect();
+        if small.records.iter().any(|r| {
+            overrides
+                .never
+                .get(r)
+                .is_some_and(|n| n.iter().any(|x| big_members.contains(x)))
+        }) {
+            return Some(Guard::NeverMerge);
+        }
+        let unique_conflict = small.unique.iter().any(|(k, v)| {
+            big.unique
+                .range((k.clone(), String::new())..)
+                .take_while(|(bk, _)| bk == k)
+                .any(|(_, bv)| bv != v)
+        });
+        if unique_conflict {
+            return Some(Guard::UniqueKind);
+        }
+        let dates_conflict = small.birth_dates.iter().any(|x| {
+            big.birth_dates.iter().any(|y| {
+                matches!(
+                    compare_birth_date(Some(x), Some(y)),
+                    BirthDateLevel::SameYear | BirthDateLevel::Disagree
+                )
+            })
+        });
+        if dates_conflict {
+            return Some(Guard::BirthDate);
+        }
+        if small.emails.union(&big.emails).count() > config.max_emails {
+            return Some(Guard::MaxEmails);
+        }
+        if small.phones.union(&big.phones).count() > config.max_phones {
+            return Some(Guard::MaxPhones);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::score::NoTermFrequency;
+    use onetruth_model::{Attributes, Identifier};
+
+    fn ident(kind: IdentifierKind, value: &str) -> Identifier {
+        Identifier {
+            kind,
+            value: value.to_string(),
+            original: value.to_string(),
+            linkable: true,
+        }
+    }
+
+    /// A record: `spec` is `"given family birth email phone"`, `-` for absent.
+    fn view(id: &str, spec: &str) -> RecordView {
+        let f: Vec<Option<&str>> = spec
+            .split_whitespace()
+            .map(|s| (s != "-").then_some(s))
+            .collect();
+        let mut identifiers = Vec::new();
+        if let Some(e) = f[3] {
+            identifiers.push(ident(IdentifierKind::Email, e));
+        }
+        if let Some(p) = f[4] {
+            identifiers.push(ident(IdentifierKind::Phone, p));
+        }
+        RecordView {
+            source: "crm".into(),
+            source_id: id.into(),
+            version: 1,
+            identifiers,
+            attributes: Attributes {
+                given_name: f[0].map(str::to_string),
+                family_name: f[1].map(str::to_string),
+                birth_date: f[2].map(str::to_string),
+                ..Attributes::default()
+            },
+        }
+    }
+
+    fn resolver() -> Resolver {
+        Resolver::new(
+            MatchParameters::default(),
+            Box::new(NoTermFrequency),
+            ResolverConfig::default(),
+        )
+    }
+
+    /// Ingest `(id, spec)` records one batch, resolve; returns the resolution.
+    fn ingest(r: &mut Resolver, next: &mut i64, records: &[(RecordId, &str)]) -> Resolution {
+        for (id, spec) in records {
+            r.upsert(*id, view(&format!("r{id:03}"), spec));
+        }
+        r.resolve(next)
+    }
+
+    /// The partition as sets of record ids, ids dropped.
+    fn groups(r: &Resolver) -> BTreeSet<BTreeSet<RecordId>> {
+        r.partition().into_values().collect()
+    }
+
+    fn set(ids: &[&[RecordId]]) -> BTreeSet<BTreeSet<RecordId>> {
+        ids.iter().map(|g| g.iter().copied().collect()).collect()
+    }
+
+    #[test]
+    fn same_person_merges_into_the_oldest_id_and_keeps_it() {
+        let mut r = resolver();
+        let mut next = 1;
+        ingest(
+            &mut r,
+            &mut next,
+            &[(1, "John Smith 1980-01-02 john@x.com -")],
+        );
+        ingest(&mut r, &mut next, &[(2, "Jon Smith - - +14155550100")]);
+        assert_eq!(groups(&r), set(&[&[1], &[2]]), "a phone alone is no link");
+        let res = ingest(
+            &mut r,
+            &mut next,
+            &[(3, "Johnny Smith 1980-01-02 john@x.com +14155550100")],
+        );
+        assert_eq!(groups(&r), set(&[&[1, 2, 3]]));
+        assert_eq!(r.customer_of(3), Some(1), "the oldest id survives");
+        let merged = res.changes.iter().find(|c| c.customer == 2).unwrap();
+        assert_eq!(merged.status, CustomerStatus::MergedInto { into: 1 });
+        let kept = res.changes.iter().find(|c| c.customer == 1).unwrap();
+        assert_eq!(kept.absorbed, vec![2]);
+        assert!(
+            res.evidence
+                .iter()
+                .filter(|e| e.status == LinkStatus::Accepted)
+                .count()
+                >= 2
+        );
+    }
+
+    #[test]
+    fn household_sharing_an_email_stays_apart_and_is_kept_for_review() {
+        let mut r = resolver();
+        let mut next = 1;
+        let res = ingest(
+            &mut r,
+            &mut next,
+            &[
+                (1, "John Smith 1980-01-02 family@x.com -"),
+                (2, "Mary Smith 1982-07-09 family@x.com -"),
+            ],
+        );
+        assert_eq!(groups(&r), set(&[&[1], &[2]]));
+        // Shared email + same family name: possible at most, never a link.
+        assert!(
+            res.evidence
+                .iter()
+                .all(|e| e.status != LinkStatus::Accepted)
+        );
+    }
+
+    #[test]
+    fn a_switchboard_number_becomes_generic_and_stops_linking() {
+        let mut r = resolver();
+        let mut next = 1;
+        let names = ["Ann", "Bob", "Carl", "Dora", "Emil"];
+        let records: Vec<(RecordId, String)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (i as RecordId + 1, format!("{n} Lee - - +14155550199")))
+            .collect();
+        let borrowed: Vec<(RecordId, &str)> =
+            records.iter().map(|(i, s)| (*i, s.as_str())).collect();
+        let res = ingest(&mut r, &mut next, &borrowed);
+        assert_eq!(groups(&r).len(), 5);
+        assert_eq!(r.generic_values(), 1);
+        assert!(res.flips.iter().any(|f| matches!(
+            f,
+            KeyFlip::Generic { value, generic: true, .. } if value == "+14155550199"
+        )));
+        assert!(
+            r.view(1).unwrap().identifiers.iter().all(|i| !i.linkable),
+            "the generic value no longer links"
+        );
+    }
+
+    #[test]
+    fn removing_the_bridge_splits_and_the_largest_part_keeps_the_id() {
+        let mut r = resolver();
+        let mut next = 1;
+        // 1 and 2 share an email; 3 and 4 share another; 5 carries both and bridges them.
+        ingest(
+            &mut r,
+            &mut next,
+            &[
+                (1, "Ann Lee - a@x.com -"),
+                (2, "Ann Lee - a@x.com -"),
+                (3, "Ann Lee - b@x.com -"),
+                (4, "Ann Lee - b@x.com -"),
+                (6, "Ann Lee - b@x.com -"),
+            ],
+        );
+        assert_eq!(groups(&r), set(&[&[1, 2], &[3, 4, 6]]));
+        let small = r.customer_of(1).unwrap();
+        let large = r.customer_of(3).unwrap();
+        r.upsert(5, {
+            let mut v = view("r005", "Ann Lee - a@x.com -");
+            v.identifiers.push(ident(IdentifierKind::Email, "b@x.com"));
+            v
+        });
+        r.resolve(&mut next);
+        assert_eq!(groups(&r), set(&[&[1, 2, 3, 4, 5, 6]]));
+        assert_eq!(r.customer_of(5), Some(small.min(large)));
+        let survivor = small.min(large);
+        r.remove(5);
+        let res = r.resolve(&mut next);
+        assert_eq!(groups(&r), set(&[&[1, 2], &[3, 4, 6]]));
+        // The larger part keeps the surviving id; the other part gets its own old id back.
+        assert_eq!(r.customer_of(3), Some(survivor));
+        let other = r.customer_of(1).unwrap();
+        assert_ne!(other, survivor);
+        let ch = res.changes.iter().find(|c| c.customer == survivor).unwrap();
+        assert_eq!(ch.split_off, vec![other]);
+    }
+
+    #[test]
+    fn curator_overrides_win() {
+        let mut r = resolver();
+        let mut next = 1;
+        ingest(
+            &mut r,
+            &mut next,
+            &[
+                (1, "Ann Lee - a@x.com -"),
+                (2, "Ann Lee - a@x.com -"),
+                (3, "Zed Kim 1950-05-05 - -"),
+            ],
+        );
+        assert_eq!(groups(&r), set(&[&[1, 2], &[3]]));
+        r.never_merge(1, 2);
+        let res = r.resolve(&mut next);
+        assert_eq!(groups(&r), set(&[&[1], &[2], &[3]]));
+        assert!(
+            res.evidence.iter().any(|e| e.a == 1
+                && e.b == 2
+                && e.status == LinkStatus::Refused(Guard::NeverMerge))
+        );
+        r.force_merge(2, 3);
+        r.resolve(&mut next);
+        assert_eq!(groups(&r), set(&[&[1], &[2, 3]]));
+        r.force_merge(1, 2);
+        r.detach(3);
+        r.resolve(&mut next);
+        // Force-merge beats the earlier never-merge; detach refuses links but not force-merges.
+        assert_eq!(groups(&r), set(&[&[1, 2, 3]]));
+    }
+
+    #[test]
+    fn unique_kinds_and_birth_dates_veto_merges() {
+        let mut r = Resolver::new(
+            MatchParameters::default(),
+            Box::new(NoTermFrequency),
+            ResolverConfig {
+                unique_kinds: vec!["national_id".into()],
+                ..ResolverConfig::default()
+            },
+        );
+        let mut next = 1;
+        let nid = |v: &str| ident(IdentifierKind::Custom("national_id".into()), v);
+        let mut a = view("a", "Ann Lee - a@x.com -");
+        a.identifiers.push(nid("111"));
+        let mut b = view("b", "Ann Lee - a@x.com -");
+        b.identifiers.push(nid("222"));
+        r.upsert(1, a);
+        r.upsert(2, b);
+        let res = r.resolve(&mut next);
+        assert_eq!(groups(&r), set(&[&[1], &[2]]));
+        assert!(
+            res.evidence
+                .iter()
+                .any(|e| e.status == LinkStatus::Refused(Guard::UniqueKind))
+        );
+        // A chain through a record without a birth date cannot join two different birth dates.
+        ingest(
+            &mut r,
+            &mut next,
+            &[
+                (3, "Bo Ek 1970-01-01 bo@x.com -"),
+                (4, "Bo Ek - bo@x.com bo2@x.com"),
+            ],
+        );
+        let mut c = view("c", "Bo Ek 1985-06-30 bo2@x.com -");
+        c.identifiers[0].kind = IdentifierKind::Email;
+        r.upsert(5, c);
+        r.resolve(&mut next);
+        assert_ne!(r.customer_of(3), r.customer_of(5));
+    }
+
+    mod order {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A small pool of overlapping people: shared emails, phones, nicknames, households.
+        const POOL: &[&str] = &[
+            "John Smith 1980-01-02 john@x.com +14155550100",
+            "Jon Smith 1980-01-02 - +14155550100",
+            "Johnny Smith - john@x.com -",
+            "Mary Smith 1982-07-09 john@x.com +14155550100",
+            "Mary Smith 1982-07-09 mary@y.com -",
+            "Bill Jones 1975-03-04 bill@z.com +14155550111",
+            "William Jones 1975-03-04 wj@z.com +14155550111",
+            "Will Jones - bill@z.com -",
+            "Ann Lee - ann@x.com +14155550199",
+            "Bob Lee - bob@x.com +14155550199",
+            "Carl Lee - carl@x.com +14155550199",
+            "Dora Lee - dora@x.com +14155550199",
+            "Ann Lee - ann@x.com -",
+            "Sue Park 1990-10-10 sue@p.com -",
+            "Sue Park 1990-01-10 sue@p.com -",
+        ];
+
+        fn partition_of(order: &[usize], cuts: &[usize]) -> BTreeSet<BTreeSet<RecordId>> {
+            let mut r = resolver();
+            let mut next = 1;
+            let mut start = 0;
+            let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (order.len() + 1)).collect();
+            bounds.push(order.len());
+            bounds.sort_unstable();
+            for end in bounds {
+                for &i in &order[start.min(end)..end] {
+                    r.upsert(i as RecordId, view(&format!("r{i:03}"), POOL[i]));
+                }
+                r.resolve(&mut next);
+                start = start.max(end);
+            }
+            groups(&r)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+            #[test]
+            fn any_order_and_batching_gives_the_same_partition(
+                order in Just((0..POOL.len()).collect::<Vec<_>>()).prop_shuffle(),
+                cuts in proptest::collection::vec(0usize..20, 0..5),
+            ) {
+                let reference = partition_of(&(0..POOL.len()).collect::<Vec<_>>(), &[]);
+                prop_assert_eq!(partition_of(&order, &cuts), reference);
+            }
+        }
+    }
+}
