@@ -191,22 +191,32 @@ fn ingest_the_bundled_demo_sources() {
         "most events attach to a customer: {attached}"
     );
 
-    // The switchboard number stitches different CRM contacts into one customer; the
-    // probabilistic scorer explains why they are not one person.
-    let blob = ok(&db, &["lookup", "phone:512-555-0100", "--json"]).stdout;
-    let blob: serde_json::Value = serde_json::from_str(&blob).unwrap();
-    let crm: Vec<String> = blob[0]["records"]
-        .as_array()
-        .unwrap()
+    // The switchboard number is shared by four CRM contacts with different names: it is
+    // detected as generic, stops linking, and each contact stays its own customer.
+    let generic = &stats["generic_values"];
+    assert_eq!(generic[0]["value"], "phone:+15125550100", "{stats}");
+    assert_eq!(generic[0]["names"], 4, "{stats}");
+    let holders = ok(&db, &["lookup", "phone:512-555-0100", "--json"]).stdout;
+    let holders: serde_json::Value = serde_json::from_str(&holders).unwrap();
+    let holders = holders.as_array().unwrap();
+    assert_eq!(holders.len(), 4, "four people, four customers");
+    let crm: Vec<String> = holders
         .iter()
-        .filter(|r| r["source"] == "crm")
-        .map(|r| format!("crm:{}", r["source_id"].as_str().unwrap()))
+        .map(|c| {
+            let r = c["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|r| r["source"] == "crm")
+                .unwrap();
+            format!("crm:{}", r["source_id"].as_str().unwrap())
+        })
         .collect();
-    assert!(crm.len() >= 2, "{blob}");
     let pair = ok(&db, &["explain-pair", &crm[0], &crm[1], "--json"]).stdout;
     let pair: serde_json::Value = serde_json::from_str(&pair).unwrap();
-    assert_eq!(pair["same_customer"], true);
-    assert_eq!(pair["comparison"]["phone"], "exact");
+    assert_eq!(pair["same_customer"], false);
+    assert_eq!(pair["generic_values"][0], "phone:+15125550100", "{pair}");
+    assert_eq!(pair["comparison"]["phone"], "missing", "{pair}");
     assert_eq!(pair["score"]["band"], "no_link", "{pair}");
     let total: f64 = pair["score"]["contributions"]
         .as_array()
@@ -217,7 +227,8 @@ fn ingest_the_bundled_demo_sources() {
     assert!((total - pair["score"]["total_weight"].as_f64().unwrap()).abs() < 1e-9);
     let text = ok(&db, &["explain-pair", &crm[0], &crm[1]]).stdout;
     assert!(
-        text.contains("phone") && text.contains("band no_link"),
+        text.contains("ignored generic values: phone:+15125550100")
+            && text.contains("band no_link"),
         "{text}"
     );
 
@@ -301,4 +312,166 @@ fn bad_input_gives_one_clear_line_and_a_nonzero_exit() {
     let r = onetruth(&db, &["ingest", "--connector", &shop, &data]);
     assert_eq!(r.status, 1);
     assert!(r.stderr.contains("newer onetruth"), "{}", r.stderr);
+}
+
+/// Records of one person in two systems, plus an unrelated one.
+const PEOPLE: &str = "id,updated,email,phone,name\n\
+    a1,1,jane@example.com,,Jane Doe\n\
+    a2,1,jane@example.com,(415) 555-2671,Jane Doe\n\
+    a3,1,j.doe@work.example,(415) 555-2671,Jane Doe\n\
+    b1,1,bob@example.com,,Bob Roe\n";
+
+fn customer_of(db: &std::path::Path, record: &str) -> String {
+    let links = ok(db, &["export", "links"]).stdout;
+    let (source, id) = record.split_once(':').unwrap();
+    links
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|l| l["source"] == source && l["source_id"] == id)
+        .map(|l| l["customer_id"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| panic!("{record} not linked: {links}"))
+}
+
+#[test]
+fn explain_curate_split_and_aliases() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let shop = write(dir.path(), "shop.toml", MANIFEST);
+    let data = write(dir.path(), "people.csv", PEOPLE);
+    ok(&db, &["ingest", "--connector", &shop, &data]);
+    let jane = customer_of(&db, "shop:a1");
+    assert_eq!(customer_of(&db, "shop:a2"), jane);
+    assert_eq!(customer_of(&db, "shop:a3"), jane);
+    let bob = customer_of(&db, "shop:b1");
+    assert_ne!(bob, jane);
+
+    // explain lists every link inside with per-field levels and weights.
+    let e: serde_json::Value =
+        serde_json::from_str(&ok(&db, &["explain", &jane, "--json"]).stdout).unwrap();
+    assert_eq!(e["records"].as_array().unwrap().len(), 3);
+    let links = e["links"].as_array().unwrap();
+    assert!(links.len() >= 2, "{e}");
+    let accepted = links.iter().filter(|l| l["decision"] == "accepted").count();
+    assert_eq!(
+        accepted, 2,
+        "a spanning set of links joins three records: {e}"
+    );
+    assert!(
+        links[0]["score"]["contributions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["field"] == "email" || c["field"] == "phone")
+    );
+    let text = ok(&db, &["explain", &jane]).stdout;
+    assert!(
+        text.contains("links inside") && text.contains("decision: accepted"),
+        "{text}"
+    );
+
+    // Detach a3: the customer splits; the larger part keeps the id.
+    ok(&db, &["curate", "detach", "shop:a3"]);
+    assert_eq!(customer_of(&db, "shop:a1"), jane);
+    let a3 = customer_of(&db, "shop:a3");
+    assert_ne!(a3, jane, "a detached record stands alone");
+    let e: serde_json::Value =
+        serde_json::from_str(&ok(&db, &["explain", &a3, "--json"]).stdout).unwrap();
+    assert!(
+        e["refused"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["decision"] == "refused_detached"),
+        "{e}"
+    );
+
+    // Never-merge a1/a2: they share an email and a name, but the curator wins.
+    ok(&db, &["curate", "never-merge", "shop:a1", "shop:a2"]);
+    assert_ne!(customer_of(&db, "shop:a1"), customer_of(&db, "shop:a2"));
+
+    // Force-merge Bob into Jane's a1: Bob's id becomes an alias of the older one.
+    ok(&db, &["curate", "force-merge", "shop:a1", "shop:b1"]);
+    let merged = customer_of(&db, "shop:b1");
+    assert_eq!(merged, customer_of(&db, "shop:a1"));
+    let shown = ok(&db, &["show", &bob, "--json"]).stdout;
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["id"], merged.as_str(), "{shown}");
+
+    // Decisions persist: re-ingesting (even a changed record) keeps them.
+    let changed = PEOPLE.replace("a2,1,", "a2,2,").replace("b1,1,", "b1,2,");
+    let data2 = write(dir.path(), "people2.csv", &changed);
+    ok(&db, &["ingest", "--connector", &shop, &data2]);
+    assert_ne!(customer_of(&db, "shop:a1"), customer_of(&db, "shop:a2"));
+    assert_eq!(customer_of(&db, "shop:a1"), customer_of(&db, "shop:b1"));
+    assert_ne!(customer_of(&db, "shop:a3"), customer_of(&db, "shop:a1"));
+
+    // Unknown records are "not found".
+    let r = onetruth(&db, &["curate", "detach", "shop:nope"]);
+    assert_eq!(r.status, 3, "{}", r.stderr);
+}
+
+const BRIDGE_MANIFEST: &str = r#"
+source = "shop"
+[record]
+id = "id"
+version = { field = "updated" }
+delete_when = { field = "deleted", equals = "yes" }
+[[identifiers]]
+kind = "email"
+value = "email"
+split = ";"
+[attributes]
+name = { value = "name" }
+"#;
+
+#[test]
+fn a_deleted_bridge_record_splits_its_customer() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let shop = write(dir.path(), "shop.toml", BRIDGE_MANIFEST);
+    // a and c2/c share nothing; b carries both emails and bridges them.
+    let v1 = write(
+        dir.path(),
+        "v1.csv",
+        "id,updated,email,name,deleted\n\
+         a,1,kim@example.com,Kim Park,\n\
+         c,1,kp@work.example,Kim Park,\n\
+         c2,1,kp@work.example,Kim Park,\n\
+         b,1,kim@example.com;kp@work.example,Kim Park,\n",
+    );
+    ok(&db, &["ingest", "--connector", &shop, &v1]);
+    let one = customer_of(&db, "shop:a");
+    for r in ["shop:b", "shop:c", "shop:c2"] {
+        assert_eq!(customer_of(&db, r), one, "{r}");
+    }
+    // Delete the bridge: the customer splits, the larger part (c, c2) keeps the id, the
+    // other part gets a new one, and the change is in the changelog-backed stats.
+    let v2 = write(
+        dir.path(),
+        "v2.csv",
+        "id,updated,email,name,deleted\nb,2,,,yes\n",
+    );
+    ok(&db, &["ingest", "--connector", &shop, &v2]);
+    assert_eq!(customer_of(&db, "shop:c"), one);
+    assert_eq!(customer_of(&db, "shop:c2"), one);
+    let a = customer_of(&db, "shop:a");
+    assert_ne!(a, one);
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(&db, &["show", &a, "--json"]).stdout).unwrap();
+    assert_eq!(shown["records"].as_array().unwrap().len(), 1);
+    // Bring the bridge back: one customer again, under the oldest id.
+    let v3 = write(
+        dir.path(),
+        "v3.csv",
+        "id,updated,email,name,deleted\nb,3,kim@example.com;kp@work.example,Kim Park,\n",
+    );
+    ok(&db, &["ingest", "--connector", &shop, &v3]);
+    assert_eq!(customer_of(&db, "shop:a"), one);
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(&db, &["show", &a, "--json"]).stdout).unwrap();
+    assert_eq!(
+        shown["id"],
+        one.as_str(),
+        "the split-off id is now an alias: {shown}"
+    );
 }

@@ -176,7 +176,8 @@ impl Guard {
 pub struct PairEvidence {
     pub a: RecordId,
     pub b: RecordId,
-    pub weight: f64,
+    /// The pair's match weight; `None` for a force-merge of records that do not score.
+    pub weight: Option<f64>,
     pub status: LinkStatus,
 }
 
@@ -895,7 +896,7 @@ impl Resolver {
                     evidence.push(PairEvidence {
                         a,
                         b,
-                        weight: e.weight,
+                        weight: Some(e.weight),
                         status: LinkStatus::Possible,
                     });
                 }
@@ -925,7 +926,7 @@ impl Resolver {
             evidence.push(PairEvidence {
                 a,
                 b,
-                weight: e.weight,
+                weight: Some(e.weight),
                 status,
             });
         }
@@ -945,12 +946,12 @@ impl Resolver {
         (parts, evidence)
     }
 
-    fn pair_weight(&self, a: RecordId, b: RecordId) -> f64 {
+    fn pair_weight(&self, a: RecordId, b: RecordId) -> Option<f64> {
         self.entries[&a]
             .edges
             .iter()
             .find(|e| e.other == b)
-            .map_or(0.0, |e| e.weight)
+            .map(|e| e.weight)
     }
 
     fn assign_ids(

@@ -1,16 +1,15 @@
 //! The batch `apply` transaction: records, identifiers, links, events, changelog and the
 //! connector checkpoint commit together or not at all.
 
-use std::collections::BTreeSet;
-
-use onetruth_model::{Attributes, Event, Identifier, Op, SourceRecord};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
 
+use onetruth_model::{Attributes, Event, Identifier, Op, SourceRecord};
+use onetruth_resolve::resolver::{CustomerChange, CustomerStatus, KeyFlip, LinkStatus, RecordId};
+use onetruth_resolve::score::{MatchParameters, NoTermFrequency};
+use onetruth_resolve::{IdentifierPolicy, RecordView, Resolver, ResolverConfig};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
-
-use onetruth_resolve::IdentifierPolicy;
 
 use crate::{Store, StoreError, now_micros};
 
@@ -44,8 +43,12 @@ pub struct ApplySummary {
     pub unchanged: u64,
     pub quarantined: u64,
     pub customers_created: u64,
-    /// Customers absorbed into an older one.
+    /// Customers absorbed into another one.
     pub merges: u64,
+    /// Customers whose records went to more than one customer.
+    pub splits: u64,
+    /// Candidate pairs the matcher scored.
+    pub pairs_scored: u64,
 }
 
 impl std::ops::AddAssign for ApplySummary {
@@ -55,6 +58,8 @@ impl std::ops::AddAssign for ApplySummary {
         self.quarantined += o.quarantined;
         self.customers_created += o.customers_created;
         self.merges += o.merges;
+        self.splits += o.splits;
+        self.pairs_scored += o.pairs_scored;
     }
 }
 
@@ -87,18 +92,17 @@ pub struct PreparedRecord {
     source_id: String,
     version: i64,
     deleted: bool,
-    /// Identifiers and events of the record (its attributes live only in `record_json`: the
-    /// writer never reads them, and dropping them early keeps queued batches small).
+    /// Identifiers, attributes and events of the record: the writer indexes identifiers and
+    /// events and hands identifiers and attributes to the resolver.
     identifiers: Vec<Identifier>,
+    attributes: Attributes,
     events: Vec<Event>,
     /// Whether it describes a customer (identifiers or attributes), i.e. is not event-only.
     is_entity: bool,
     record_json: String,
     raw_json: Option<String>,
     hash: i64,
-    /// [`identifier_hash`] of each of `identifiers`, computed off the writer thread.
-    identifier_hashes: Vec<u64>,
-    /// [`identifier_hash`] of `(source, source_id)`.
+    /// [`key_hash`] of `(source, source_id)`.
     key_hash: u64,
 }
 
@@ -136,14 +140,8 @@ impl Batch {
                 // serde_json::Value), so this cannot fail.
                 let record_json = serde_json::to_string(&stored).expect("stored record serializes");
                 let hash = fnv1a(record_json.as_bytes()) ^ i64::from(deleted);
-                let identifier_hashes = stored
-                    .identifiers
-                    .iter()
-                    .map(|i| identifier_hash(i.kind.as_str(), &i.value))
-                    .collect();
                 PreparedRecord {
-                    key_hash: identifier_hash(&r.source, &r.source_id),
-                    identifier_hashes,
+                    key_hash: key_hash(&r.source, &r.source_id),
                     source: r.source,
                     source_id: r.source_id,
                     version: r.version,
@@ -151,6 +149,7 @@ impl Batch {
                     is_entity: !deleted
                         && (!stored.identifiers.is_empty() || !stored.attributes.is_empty()),
                     identifiers: stored.identifiers,
+                    attributes: stored.attributes,
                     events: stored.events,
                     record_json,
                     raw_json: (!r.raw.is_null()).then(|| r.raw.to_string()),
@@ -167,23 +166,156 @@ impl Batch {
     }
 }
 
+/// A curator's decision about stored records (by record id, see [`Store::record_id`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CuratorDecision {
+    /// The two records are different people.
+    NeverMerge(i64, i64),
+    /// The two records are one person.
+    ForceMerge(i64, i64),
+    /// The record stands alone: it takes no links (force-merges still apply).
+    Detach(i64),
+}
+
 struct Existing {
     id: i64,
     version: i64,
     hash: i64,
-    customer: Option<i64>,
+}
+
+/// A record version staged in a group, written after resolution.
+struct Pending<'b> {
+    rec: &'b PreparedRecord,
+    id: RecordId,
+    /// Whether a row exists already (update) or not (insert).
+    exists: bool,
+}
+
+/// The writer's in-memory state: the resolver (every live entity record with its blocking keys
+/// and scored pairs) and the hashes of every stored record key, so that new records skip the
+/// existence lookup. Loaded on the first write and kept while only this connection writes; it
+/// is dropped when another connection has written (`PRAGMA data_version`) or a transaction
+/// fails, and reloaded from the tables, which hold everything it knows.
+pub(crate) struct WriterState {
+    resolver: Resolver,
+    records: HashSet<u64, BuildHasherDefault<PassThroughHasher>>,
+    data_version: i64,
+}
+
+/// The active match parameters: the newest row marked active, else the shipped defaults.
+pub(crate) fn active_parameters(
+    conn: &rusqlite::Connection,
+) -> Result<MatchParameters, StoreError> {
+    let row: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT id, params FROM match_parameters WHERE active = 1 ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((id, text)) = row else {
+        return Ok(MatchParameters::default());
+    };
+    let params: MatchParameters =
+        serde_json::from_str(&text).map_err(|e| StoreError::Parameters {
+            id,
+            message: e.to_string(),
+        })?;
+    params.validate().map_err(|errors| StoreError::Parameters {
+        id,
+        message: errors.join("; "),
+    })?;
+    Ok(params)
+}
+
+impl WriterState {
+    fn load(
+        tx: &Transaction,
+        config: &ResolverConfig,
+        data_version: i64,
+    ) -> Result<Self, StoreError> {
+        let params = active_parameters(tx)?;
+        let mut resolver = Resolver::new(params.clone(), Box::new(NoTermFrequency), config.clone());
+        resolver.begin_load();
+        let mut records = HashSet::default();
+        let mut stmt = tx.prepare(
+            "SELECT id, source, source_id, version, customer_id, record FROM source_records",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            let source: String = r.get(1)?;
+            let source_id: String = r.get(2)?;
+            records.insert(key_hash(&source, &source_id));
+            let Some(customer) = r.get::<_, Option<i64>>(4)? else {
+                continue;
+            };
+            let text = r.get_ref(5)?.as_str().unwrap_or_default();
+            let stored: StoredRecord =
+                serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
+                    record_id: id,
+                    message: e.to_string(),
+                })?;
+            let view = RecordView {
+                source,
+                source_id,
+                version: r.get(3)?,
+                identifiers: stored.identifiers,
+                attributes: stored.attributes,
+            };
+            resolver.load_record(id, view, customer);
+        }
+        let mut stmt =
+            tx.prepare("SELECT record_a, record_b, weight FROM evidence WHERE weight IS NOT NULL")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let weight: f64 = r.get(2)?;
+            resolver.load_edge(r.get(0)?, r.get(1)?, weight, params.band(weight));
+        }
+        let mut stmt =
+            tx.prepare("SELECT action, record_a, record_b FROM curator_overrides ORDER BY id")?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let action: String = r.get(0)?;
+            let a: i64 = r.get(1)?;
+            let b: Option<i64> = r.get(2)?;
+            apply_override(&mut resolver, &action, a, b);
+        }
+        resolver.finish_load();
+        Ok(WriterState {
+            resolver,
+            records,
+            data_version,
+        })
+    }
+}
+
+/// Feed one stored curator decision to the resolver.
+pub(crate) fn apply_override(resolver: &mut Resolver, action: &str, a: i64, b: Option<i64>) {
+    match (action, b) {
+        ("never_merge", Some(b)) => resolver.never_merge(a, b),
+        ("force_merge", Some(b)) => resolver.force_merge(a, b),
+        ("detach", _) => resolver.detach(a),
+        _ => {}
+    }
 }
 
 /// State of one apply transaction. Ids are allocated here rather than by AUTOINCREMENT: there
-/// is one writer, customer and changelog rows are never deleted, so max + 1 never reuses an id
-/// and saves a sqlite_sequence write per row.
-struct Tx<'a> {
+/// is one writer and customer, record and changelog rows are never deleted, so max + 1 never
+/// reuses an id and saves a sqlite_sequence write per row.
+struct Tx<'a, 'b, 's> {
     tx: Transaction<'a>,
-    filter: Option<IdentifierFilter>,
+    state: &'s mut WriterState,
     now: i64,
     next_customer: i64,
     next_seq: i64,
+    next_record: i64,
+    /// Records with an id at or above this one were created by this transaction.
+    first_new_record: i64,
     summary: ApplySummary,
+    pending: Vec<Pending<'b>>,
+    /// (source, source_id) -> index in `pending`, for a record seen twice in one group.
+    staged: HashMap<(&'b str, &'b str), usize>,
 }
 
 impl Store {
@@ -199,48 +331,66 @@ impl Store {
     }
 
     /// Apply several prepared batches in one transaction (group commit), each batch's records,
-    /// quarantine and checkpoint in order. A bulk load commits less often this way: every
-    /// commit rewrites each index page it touched, and with random keys (emails) that is
-    /// nearly a page per record once the store is large.
+    /// quarantine and checkpoint in order. The group is resolved as a set: records are staged,
+    /// the resolver re-clusters every component they touch once, then rows are written (one
+    /// changelog entry per changed customer). A bulk load also commits less often this way:
+    /// every commit rewrites each index page it touched.
     pub fn apply_group(&mut self, batches: Vec<PreparedBatch>) -> Result<ApplySummary, StoreError> {
-        let records: usize = batches.iter().map(|b| b.records.len()).sum();
-        // The filter travels with the transaction and comes back only if it commits.
-        let mut filter = self.filter.take();
+        self.write(batches, None)
+    }
+
+    /// Record a curator decision and re-cluster what it touches, in one transaction. The
+    /// decision is kept forever and wins over any evidence; a later decision on the same pair
+    /// replaces an earlier one.
+    pub fn curate(&mut self, decision: &CuratorDecision) -> Result<ApplySummary, StoreError> {
+        self.write(Vec::new(), Some(decision))
+    }
+
+    fn write(
+        &mut self,
+        batches: Vec<PreparedBatch>,
+        decision: Option<&CuratorDecision>,
+    ) -> Result<ApplySummary, StoreError> {
+        // The state travels with the transaction and comes back only if it commits: a failed
+        // transaction leaves the resolver ahead of the tables.
+        let state = self.state.take();
         // IMMEDIATE: take the write lock now, so the snapshot read below is the one written to.
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let data_version: i64 = tx.query_row("PRAGMA data_version", [], |r| r.get(0))?;
-        if filter
-            .as_ref()
-            .is_some_and(|f| f.data_version != data_version)
-        {
-            // Another connection wrote since our last commit: the filter may miss its values.
-            filter = None;
-        }
-        if filter.is_none() && records >= IdentifierFilter::MIN_BATCH {
-            filter = Some(IdentifierFilter::load(&tx, data_version)?);
-        }
-        let next_customer: i64 =
-            tx.query_row("SELECT coalesce(max(id), 0) + 1 FROM customers", [], |r| {
-                r.get(0)
-            })?;
-        let next_seq: i64 =
-            tx.query_row("SELECT coalesce(max(seq), 0) + 1 FROM changelog", [], |r| {
-                r.get(0)
-            })?;
+        let mut state = match state {
+            Some(s) if s.data_version == data_version => s,
+            // First write, or another connection wrote since our last commit.
+            _ => WriterState::load(&tx, &self.resolution, data_version)?,
+        };
+        let next =
+            |sql: &str| -> Result<i64, StoreError> { Ok(tx.query_row(sql, [], |r| r.get(0))?) };
+        let next_customer = next("SELECT coalesce(max(id), 0) + 1 FROM customers")?;
+        let next_seq = next("SELECT coalesce(max(seq), 0) + 1 FROM changelog")?;
+        let next_record = next("SELECT coalesce(max(id), 0) + 1 FROM source_records")?;
         let mut t = Tx {
             tx,
-            filter,
+            state: &mut state,
             now: now_micros(),
             next_customer,
             next_seq,
+            next_record,
+            first_new_record: next_record,
             summary: ApplySummary::default(),
+            pending: Vec::new(),
+            staged: HashMap::new(),
         };
         for batch in &batches {
             for record in &batch.records {
-                t.record(record)?;
+                t.stage(record)?;
             }
+        }
+        if let Some(d) = decision {
+            t.curate(d)?;
+        }
+        t.resolve_and_write()?;
+        for batch in &batches {
             let mut q = t.tx.prepare_cached(
                 "INSERT INTO quarantine (source, position, raw, reason, first_seen, last_seen)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?5)
@@ -258,69 +408,26 @@ impl Store {
                 .execute(params![batch.connector, position, t.now])?;
             }
         }
-        let (tx, summary, mut filter) = t.finish();
+        let (tx, summary) = t.finish();
         tx.commit()?;
-        // Our own commits leave data_version unchanged; the next batch compares to it.
-        if let Some(f) = filter.as_mut() {
-            f.data_version = self
-                .conn
-                .query_row("PRAGMA data_version", [], |r| r.get(0))?;
-        }
-        self.filter = filter;
+        // Our own commits leave data_version unchanged; the next group compares to it.
+        state.data_version = self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        self.state = Some(state);
         Ok(summary)
     }
 }
 
-/// Hash of an identifier's kind and normalized value, for [`IdentifierFilter`].
-fn identifier_hash(kind: &str, value: &str) -> u64 {
+/// Hash of a record's `(source, source_id)`, for [`WriterState`].
+fn key_hash(source: &str, source_id: &str) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325;
-    for b in kind.bytes().chain([0u8]).chain(value.bytes()) {
+    for b in source.bytes().chain([0u8]).chain(source_id.bytes()) {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x100000001b3);
     }
     // FNV's low bits mix poorly; fold the high half in for the hash set.
     h ^ (h >> 29)
-}
-
-/// The hashes of every linkable identifier in the store, kept by the writer so that a probe
-/// for a value no record has (most probes, when loading new customers) skips SQLite. It only
-/// answers "certainly absent" or "maybe present": a hit still runs the real query, and a stale
-/// entry (a value since removed) costs one query, never a wrong link. Loaded for large batches
-/// only, and dropped whenever another connection has written (`PRAGMA data_version`).
-pub(crate) struct IdentifierFilter {
-    hashes: HashSet<u64, BuildHasherDefault<PassThroughHasher>>,
-    /// Hashes of `(source, source_id)` of every stored record, to skip the lookup of new ones.
-    records: HashSet<u64, BuildHasherDefault<PassThroughHasher>>,
-    data_version: i64,
-}
-
-impl IdentifierFilter {
-    /// Below this many records a batch probes SQLite directly: loading costs a table scan.
-    const MIN_BATCH: usize = 2000;
-
-    fn load(tx: &Transaction, data_version: i64) -> Result<Self, StoreError> {
-        let mut hashes = HashSet::default();
-        let mut stmt = tx.prepare("SELECT kind, value FROM identifiers WHERE linkable = 1")?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            let kind = r.get_ref(0)?.as_str().unwrap_or_default();
-            let value = r.get_ref(1)?.as_str().unwrap_or_default();
-            hashes.insert(identifier_hash(kind, value));
-        }
-        let mut records = HashSet::default();
-        let mut stmt = tx.prepare("SELECT source, source_id FROM source_records")?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            let source = r.get_ref(0)?.as_str().unwrap_or_default();
-            let source_id = r.get_ref(1)?.as_str().unwrap_or_default();
-            records.insert(identifier_hash(source, source_id));
-        }
-        Ok(IdentifierFilter {
-            hashes,
-            records,
-            data_version,
-        })
-    }
 }
 
 /// The keys are already hashes.
@@ -341,255 +448,385 @@ impl std::hash::Hasher for PassThroughHasher {
     }
 }
 
-impl<'a> Tx<'a> {
-    fn finish(self) -> (Transaction<'a>, ApplySummary, Option<IdentifierFilter>) {
-        (self.tx, self.summary, self.filter)
+fn view_of(rec: &PreparedRecord) -> RecordView {
+    RecordView {
+        source: rec.source.clone(),
+        source_id: rec.source_id.clone(),
+        version: rec.version,
+        identifiers: rec.identifiers.clone(),
+        attributes: rec.attributes.clone(),
     }
+}
 
-    fn changelog(
-        &mut self,
-        customer: i64,
-        change: &str,
-        details: &serde_json::Value,
-    ) -> Result<i64, StoreError> {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.tx
-            .prepare_cached("INSERT INTO changelog (seq, customer_id, change, details, at) VALUES (?1, ?2, ?3, ?4, ?5)")?
-            .execute(params![seq, customer, change, details.to_string(), self.now])?;
-        Ok(seq)
+impl<'a> Tx<'a, '_, '_> {
+    fn finish(self) -> (Transaction<'a>, ApplySummary) {
+        (self.tx, self.summary)
     }
+}
 
-    fn set_version(&self, customer: i64, version: i64, status: &str) -> Result<(), StoreError> {
-        self.tx
-            .prepare_cached("UPDATE customers SET version = ?2, status = ?3 WHERE id = ?1")?
-            .execute(params![customer, version, status])?;
-        Ok(())
-    }
-
-    fn record(&mut self, rec: &PreparedRecord) -> Result<(), StoreError> {
-        let tx = &self.tx;
-        // A record key the filter has never seen is certainly new: skip the lookup.
-        let maybe_known = self
-            .filter
-            .as_mut()
-            .is_none_or(|f| !f.records.insert(rec.key_hash));
-        let existing = if !maybe_known {
-            None
-        } else {
-            tx.prepare_cached(
-                "SELECT id, version, content_hash, customer_id FROM source_records
-                 WHERE source = ?1 AND source_id = ?2",
-            )?
-            .query_row(params![rec.source, rec.source_id], |r| {
-                Ok(Existing {
-                    id: r.get(0)?,
-                    version: r.get(1)?,
-                    hash: r.get(2)?,
-                    customer: r.get(3)?,
-                })
-            })
-            .optional()?
-        };
-        if let Some(e) = &existing {
-            if rec.version <= e.version {
+impl<'b> Tx<'_, 'b, '_> {
+    /// Check a record against what is stored, and stage it if it is new or newer.
+    fn stage(&mut self, rec: &'b PreparedRecord) -> Result<(), StoreError> {
+        let key = (rec.source.as_str(), rec.source_id.as_str());
+        if let Some(&i) = self.staged.get(&key) {
+            // Seen earlier in this group, not written yet: the newer version replaces it.
+            let p = &mut self.pending[i];
+            if rec.version <= p.rec.version {
                 self.summary.unchanged += 1;
                 return Ok(());
             }
-            if e.hash == rec.hash {
+            p.rec = rec;
+            let id = p.id;
+            self.summary.applied += 1;
+            self.feed_resolver(id, rec);
+            return Ok(());
+        }
+        // A record key the state has never seen is certainly new: skip the lookup.
+        let maybe_known = !self.state.records.insert(rec.key_hash);
+        let existing = if !maybe_known {
+            None
+        } else {
+            self.tx
+                .prepare_cached(
+                    "SELECT id, version, content_hash FROM source_records
+                     WHERE source = ?1 AND source_id = ?2",
+                )?
+                .query_row(params![rec.source, rec.source_id], |r| {
+                    Ok(Existing {
+                        id: r.get(0)?,
+                        version: r.get(1)?,
+                        hash: r.get(2)?,
+                    })
+                })
+                .optional()?
+        };
+        let id = match &existing {
+            Some(e) if rec.version <= e.version => {
+                self.summary.unchanged += 1;
+                return Ok(());
+            }
+            Some(e) if e.hash == rec.hash => {
                 // Same content under a newer version: remember the version so older replays
                 // stay no-ops, but nothing changed for anyone.
-                tx.prepare_cached("UPDATE source_records SET version = ?2 WHERE id = ?1")?
+                self.tx
+                    .prepare_cached("UPDATE source_records SET version = ?2 WHERE id = ?1")?
                     .execute(params![e.id, rec.version])?;
                 self.summary.unchanged += 1;
                 return Ok(());
             }
-            let text: String = tx
-                .prepare_cached("SELECT record FROM source_records WHERE id = ?1")?
-                .query_row(params![e.id], |r| r.get(0))?;
-            let old: StoredRecord =
-                serde_json::from_str(&text).map_err(|err| StoreError::Corrupt {
-                    record_id: e.id,
-                    message: err.to_string(),
-                })?;
-            remove_indexes(tx, e.id, &old)?;
-        }
-        self.summary.applied += 1;
-        let source_key = format!("{}:{}", rec.source, rec.source_id);
-        let old_customer = existing.as_ref().and_then(|e| e.customer);
-        let is_entity = rec.is_entity;
-
-        // Identifier resolution, before the record is written (its own old identifiers are
-        // already gone): every customer holding one of its linkable identifiers.
-        let mut linked: BTreeSet<i64> = old_customer.into_iter().filter(|_| is_entity).collect();
-        let mut evidence: Vec<(i64, &'static str)> = Vec::new();
-        if is_entity {
-            // No GROUP BY: a sorter per probe costs more than deduplicating here.
-            let mut probe = tx.prepare_cached(
-                "SELECT r.customer_id, r.id FROM identifiers i JOIN source_records r ON r.id = i.record_id
-                 WHERE i.kind = ?1 AND i.value = ?2 AND i.linkable = 1 AND r.customer_id IS NOT NULL",
-            )?;
-            for (id, hash) in rec.identifiers.iter().zip(&rec.identifier_hashes) {
-                if !id.linkable
-                    || self
-                        .filter
-                        .as_ref()
-                        .is_some_and(|f| !f.hashes.contains(hash))
-                {
-                    continue;
-                }
-                let mut rows = probe.query(params![id.kind.as_str(), id.value])?;
-                while let Some(row) = rows.next()? {
-                    let customer: i64 = row.get(0)?;
-                    if linked.insert(customer) {
-                        evidence.push((row.get(1)?, rule_name(id)));
-                    }
-                }
+            Some(e) => {
+                let text: String = self
+                    .tx
+                    .prepare_cached("SELECT record FROM source_records WHERE id = ?1")?
+                    .query_row(params![e.id], |r| r.get(0))?;
+                let old: StoredRecord =
+                    serde_json::from_str(&text).map_err(|err| StoreError::Corrupt {
+                        record_id: e.id,
+                        message: err.to_string(),
+                    })?;
+                remove_indexes(&self.tx, e.id, &old)?;
+                e.id
             }
+            None => {
+                let id = self.next_record;
+                self.next_record += 1;
+                id
+            }
+        };
+        self.staged.insert(key, self.pending.len());
+        self.pending.push(Pending {
+            rec,
+            id,
+            exists: existing.is_some(),
+        });
+        self.summary.applied += 1;
+        self.feed_resolver(id, rec);
+        Ok(())
+    }
+
+    fn curate(&mut self, d: &CuratorDecision) -> Result<(), StoreError> {
+        let (action, a, b) = match *d {
+            CuratorDecision::NeverMerge(a, b) => ("never_merge", a, Some(b)),
+            CuratorDecision::ForceMerge(a, b) => ("force_merge", a, Some(b)),
+            CuratorDecision::Detach(a) => ("detach", a, None),
+        };
+        self.tx
+            .prepare_cached(
+                "INSERT INTO curator_overrides (action, record_a, record_b, created_at) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![action, a, b, self.now])?;
+        apply_override(&mut self.state.resolver, action, a, b);
+        Ok(())
+    }
+
+    fn feed_resolver(&mut self, id: RecordId, rec: &PreparedRecord) {
+        if rec.is_entity {
+            self.state.resolver.upsert(id, view_of(rec));
+        } else {
+            // Deleted, or an event-only record: it leaves the customer it belonged to.
+            self.state.resolver.remove(id);
         }
-        let survivor = match (is_entity, linked.first().copied()) {
-            (false, _) => None,
-            (true, Some(oldest)) => Some(oldest),
-            (true, None) => {
-                let id = self.next_customer;
-                self.next_customer += 1;
-                let seq =
-                    self.changelog(id, "created", &serde_json::json!({ "record": source_key }))?;
+    }
+
+    fn resolve_and_write(&mut self) -> Result<(), StoreError> {
+        let res = self.state.resolver.resolve(&mut self.next_customer);
+        self.summary.pairs_scored += res.pairs_scored;
+        // Customer rows first: records reference them.
+        let mut seqs: HashMap<i64, i64> = HashMap::new();
+        for ch in &res.changes {
+            let seq = self.changelog(ch)?;
+            seqs.insert(ch.customer, seq);
+            if ch.created {
                 self.tx
                     .prepare_cached(
                         "INSERT INTO customers (id, created_at, version) VALUES (?1, ?2, ?3)",
                     )?
-                    .execute(params![id, self.now, seq])?;
+                    .execute(params![ch.customer, self.now, seq])?;
                 self.summary.customers_created += 1;
-                Some(id)
-            }
-        };
-        let tx = &self.tx;
-
-        // One upsert for new and changed records; `first_seen` survives an update.
-        let record_id: i64 = tx
-            .prepare_cached(
-                "INSERT INTO source_records
-                 (source, source_id, version, deleted, content_hash, first_seen, updated_at, customer_id, record, raw)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (source, source_id) DO UPDATE SET
-                   version = excluded.version, deleted = excluded.deleted,
-                   content_hash = excluded.content_hash, updated_at = excluded.updated_at,
-                   customer_id = excluded.customer_id, record = excluded.record, raw = excluded.raw
-                 RETURNING id",
-            )?
-            .query_row(
-                params![
-                    rec.source,
-                    rec.source_id,
-                    rec.version,
-                    rec.deleted,
-                    rec.hash,
-                    self.now,
-                    survivor,
-                    rec.record_json,
-                    rec.raw_json
-                ],
-                |r| r.get(0),
-            )?;
-        {
-            let mut ins = tx.prepare_cached(
-                "INSERT OR IGNORE INTO identifiers (kind, value, record_id, linkable) VALUES (?1, ?2, ?3, ?4)",
-            )?;
-            for (id, hash) in rec.identifiers.iter().zip(&rec.identifier_hashes) {
-                ins.execute(params![id.kind.as_str(), id.value, record_id, id.linkable])?;
-                if id.linkable
-                    && let Some(f) = self.filter.as_mut()
-                {
-                    f.hashes.insert(*hash);
-                }
-            }
-            if !rec.events.is_empty() {
-                let mut ev = tx.prepare_cached(
-                    "INSERT INTO events (record_id, seq, kind, occurred_at, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )?;
-                let mut evid = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO event_identifiers (kind, value, record_id, seq) VALUES (?1, ?2, ?3, ?4)",
-                )?;
-                for (seq, e) in rec.events.iter().enumerate() {
-                    let data = serde_json::Value::Object(e.data.clone()).to_string();
-                    ev.execute(params![record_id, seq as i64, e.kind, e.occurred_at, data])?;
-                    for id in e.identifiers.iter().filter(|i| i.linkable) {
-                        evid.execute(params![id.kind.as_str(), id.value, record_id, seq as i64])?;
-                    }
-                }
-            }
-            if !evidence.is_empty() {
-                let mut ev = tx.prepare_cached(
-                    "INSERT INTO evidence (record_a, record_b, kind, rule, created_at) VALUES (?1, ?2, 'identifier', ?3, ?4)",
-                )?;
-                for (other, rule) in &evidence {
-                    ev.execute(params![record_id, other, rule, self.now])?;
-                }
             }
         }
-
-        let Some(survivor) = survivor else {
-            // Deleted, or an event-only record: it leaves the customer it belonged to.
-            if let Some(c) = old_customer {
-                let remaining: i64 = tx
-                    .prepare_cached("SELECT count(*) FROM source_records WHERE customer_id = ?1")?
-                    .query_row(params![c], |r| r.get(0))?;
-                let seq = self.changelog(
-                    c,
-                    "record_removed",
-                    &serde_json::json!({ "record": source_key }),
-                )?;
-                self.set_version(c, seq, if remaining == 0 { "empty" } else { "active" })?;
-            }
-            return Ok(());
-        };
-
-        // The oldest customer survives; the others become aliases pointing straight at it
-        // (aliases of aliases are re-pointed so resolving an alias is one hop).
-        let absorbed: Vec<i64> = linked.iter().copied().filter(|c| *c != survivor).collect();
-        for other in &absorbed {
-            self.tx
-                .prepare_cached(
-                    "UPDATE source_records SET customer_id = ?2 WHERE customer_id = ?1",
-                )?
-                .execute(params![other, survivor])?;
-            self.tx
-                .prepare_cached("UPDATE customers SET merged_into = ?2 WHERE merged_into = ?1")?
-                .execute(params![other, survivor])?;
-            let seq = self.changelog(
-                *other,
-                "merged_into",
-                &serde_json::json!({ "into": survivor, "record": source_key }),
-            )?;
-            self.tx
-                .prepare_cached("UPDATE customers SET status = 'merged', merged_into = ?2, version = ?3 WHERE id = ?1")?
-                .execute(params![other, survivor, seq])?;
-            self.summary.merges += 1;
-        }
-        if !linked.is_empty() {
-            let (change, details) = if absorbed.is_empty() {
-                ("updated", serde_json::json!({ "record": source_key }))
+        let mut written: HashSet<RecordId> = HashSet::with_capacity(self.pending.len());
+        for p in &self.pending {
+            let rec = p.rec;
+            let customer = if rec.is_entity {
+                self.state.resolver.customer_of(p.id)
             } else {
-                (
-                    "merged",
-                    serde_json::json!({ "record": source_key, "absorbed": absorbed }),
-                )
+                None
             };
-            let seq = self.changelog(survivor, change, &details)?;
-            self.set_version(survivor, seq, "active")?;
+            written.insert(p.id);
+            if p.exists {
+                self.tx
+                    .prepare_cached(
+                        "UPDATE source_records SET version = ?2, deleted = ?3, content_hash = ?4,
+                         updated_at = ?5, customer_id = ?6, record = ?7, raw = ?8 WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        p.id,
+                        rec.version,
+                        rec.deleted,
+                        rec.hash,
+                        self.now,
+                        customer,
+                        rec.record_json,
+                        rec.raw_json
+                    ])?;
+            } else {
+                self.tx
+                    .prepare_cached(
+                        "INSERT INTO source_records
+                         (id, source, source_id, version, deleted, content_hash, first_seen, updated_at, customer_id, record, raw)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)",
+                    )?
+                    .execute(params![
+                        p.id,
+                        rec.source,
+                        rec.source_id,
+                        rec.version,
+                        rec.deleted,
+                        rec.hash,
+                        self.now,
+                        customer,
+                        rec.record_json,
+                        rec.raw_json
+                    ])?;
+            }
+            write_indexes(&self.tx, p.id, rec)?;
+        }
+        {
+            let mut upd = self
+                .tx
+                .prepare_cached("UPDATE source_records SET customer_id = ?2 WHERE id = ?1")?;
+            for (id, customer) in &res.assignments {
+                if !written.contains(id) {
+                    upd.execute(params![id, customer])?;
+                }
+            }
+        }
+        {
+            let mut del_a = self
+                .tx
+                .prepare_cached("DELETE FROM evidence WHERE record_a = ?1")?;
+            let mut del_b = self
+                .tx
+                .prepare_cached("DELETE FROM evidence WHERE record_b = ?1")?;
+            for id in res
+                .rewritten
+                .iter()
+                .filter(|id| **id < self.first_new_record)
+            {
+                del_a.execute(params![id])?;
+                del_b.execute(params![id])?;
+            }
+            let mut ins = self.tx.prepare_cached(
+                "INSERT INTO evidence (record_a, record_b, kind, rule, weight, accepted, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for e in &res.evidence {
+                let kind = if e.status == LinkStatus::Forced {
+                    "curator"
+                } else {
+                    "probabilistic"
+                };
+                let accepted = matches!(e.status, LinkStatus::Accepted | LinkStatus::Forced);
+                ins.execute(params![
+                    e.a,
+                    e.b,
+                    kind,
+                    e.status.as_str(),
+                    e.weight,
+                    accepted,
+                    self.now
+                ])?;
+            }
+        }
+        for ch in &res.changes {
+            let seq = seqs[&ch.customer];
+            match &ch.status {
+                CustomerStatus::Active => {
+                    self.tx
+                        .prepare_cached("UPDATE customers SET version = ?2, status = 'active', merged_into = NULL WHERE id = ?1")?
+                        .execute(params![ch.customer, seq])?;
+                }
+                CustomerStatus::MergedInto { into } => {
+                    // Aliases of the absorbed id now point straight at the survivor (one hop).
+                    self.tx
+                        .prepare_cached(
+                            "UPDATE customers SET merged_into = ?2 WHERE merged_into = ?1",
+                        )?
+                        .execute(params![ch.customer, into])?;
+                    self.tx
+                        .prepare_cached("UPDATE customers SET status = 'merged', merged_into = ?2, version = ?3 WHERE id = ?1")?
+                        .execute(params![ch.customer, into, seq])?;
+                    self.summary.merges += 1;
+                }
+                CustomerStatus::SplitInto { .. } => {
+                    self.tx
+                        .prepare_cached("UPDATE customers SET status = 'split', merged_into = NULL, version = ?2 WHERE id = ?1")?
+                        .execute(params![ch.customer, seq])?;
+                    self.summary.splits += 1;
+                }
+                CustomerStatus::Empty => {
+                    self.tx
+                        .prepare_cached("UPDATE customers SET status = 'empty', merged_into = NULL, version = ?2 WHERE id = ?1")?
+                        .execute(params![ch.customer, seq])?;
+                }
+            }
+            if ch.status == CustomerStatus::Active && !ch.split_off.is_empty() {
+                self.summary.splits += 1;
+            }
+        }
+        for flip in &res.flips {
+            match flip {
+                KeyFlip::Generic {
+                    kind,
+                    value,
+                    names,
+                    records,
+                    generic: true,
+                } => {
+                    self.tx
+                        .prepare_cached(
+                            "INSERT INTO generic_values (kind, value, names, records, since) VALUES (?1, ?2, ?3, ?4, ?5)
+                             ON CONFLICT (kind, value) DO UPDATE SET names = ?3, records = ?4",
+                        )?
+                        .execute(params![kind, value, *names as i64, *records as i64, self.now])?;
+                }
+                KeyFlip::Generic { kind, value, .. } => {
+                    self.tx
+                        .prepare_cached(
+                            "DELETE FROM generic_values WHERE kind = ?1 AND value = ?2",
+                        )?
+                        .execute(params![kind, value])?;
+                }
+                KeyFlip::Overflow {
+                    key,
+                    records,
+                    overflowed: true,
+                } => {
+                    self.tx
+                        .prepare_cached(
+                            "INSERT INTO block_overflows (key, records, since) VALUES (?1, ?2, ?3)
+                             ON CONFLICT (key) DO UPDATE SET records = ?2",
+                        )?
+                        .execute(params![key, *records as i64, self.now])?;
+                }
+                KeyFlip::Overflow { key, .. } => {
+                    self.tx
+                        .prepare_cached("DELETE FROM block_overflows WHERE key = ?1")?
+                        .execute(params![key])?;
+                }
+            }
         }
         Ok(())
     }
+
+    /// One changelog row for a customer's change in this group; returns its seq (the
+    /// customer's new version).
+    fn changelog(&mut self, ch: &CustomerChange) -> Result<i64, StoreError> {
+        let change = match &ch.status {
+            CustomerStatus::MergedInto { .. } => "merged_into",
+            CustomerStatus::SplitInto { .. } => "split_into",
+            CustomerStatus::Empty => "emptied",
+            CustomerStatus::Active if ch.created => "created",
+            CustomerStatus::Active if !ch.absorbed.is_empty() => "merged",
+            CustomerStatus::Active if !ch.split_off.is_empty() => "split",
+            CustomerStatus::Active => "updated",
+        };
+        let mut details = serde_json::Map::new();
+        match &ch.status {
+            CustomerStatus::MergedInto { into } => {
+                details.insert("into".into(), (*into).into());
+            }
+            CustomerStatus::SplitInto { into } => {
+                details.insert("into".into(), into.clone().into());
+            }
+            _ => {}
+        }
+        if !ch.absorbed.is_empty() {
+            details.insert("absorbed".into(), ch.absorbed.clone().into());
+        }
+        if ch.status == CustomerStatus::Active && !ch.split_off.is_empty() {
+            details.insert("split_off".into(), ch.split_off.clone().into());
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.tx
+            .prepare_cached("INSERT INTO changelog (seq, customer_id, change, details, at) VALUES (?1, ?2, ?3, ?4, ?5)")?
+            .execute(params![
+                seq,
+                ch.customer,
+                change,
+                serde_json::Value::Object(details).to_string(),
+                self.now
+            ])?;
+        Ok(seq)
+    }
 }
 
-fn rule_name(id: &Identifier) -> &'static str {
-    match id.kind {
-        onetruth_model::IdentifierKind::Email => "shared_email",
-        onetruth_model::IdentifierKind::Phone => "shared_phone",
-        onetruth_model::IdentifierKind::External => "shared_external_id",
-        onetruth_model::IdentifierKind::Custom(_) => "shared_custom_identifier",
+/// Index a written record's identifiers and events.
+fn write_indexes(tx: &Transaction, record_id: i64, rec: &PreparedRecord) -> Result<(), StoreError> {
+    let mut ins = tx.prepare_cached(
+        "INSERT OR IGNORE INTO identifiers (kind, value, record_id, linkable) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for id in &rec.identifiers {
+        ins.execute(params![id.kind.as_str(), id.value, record_id, id.linkable])?;
     }
+    if !rec.events.is_empty() {
+        let mut ev = tx.prepare_cached(
+            "INSERT INTO events (record_id, seq, kind, occurred_at, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        let mut evid = tx.prepare_cached(
+            "INSERT OR IGNORE INTO event_identifiers (kind, value, record_id, seq) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (seq, e) in rec.events.iter().enumerate() {
+            let data = serde_json::Value::Object(e.data.clone()).to_string();
+            ev.execute(params![record_id, seq as i64, e.kind, e.occurred_at, data])?;
+            for id in e.identifiers.iter().filter(|i| i.linkable) {
+                evid.execute(params![id.kind.as_str(), id.value, record_id, seq as i64])?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn remove_indexes(tx: &Transaction, record_id: i64, old: &StoredRecord) -> Result<(), StoreError> {

@@ -7,16 +7,18 @@
 //! crash at any point neither loses nor double-applies a record.
 
 mod apply;
+mod explain;
 mod query;
 mod schema;
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use onetruth_resolve::IdentifierPolicy;
+use onetruth_resolve::{IdentifierPolicy, ResolverConfig};
 use rusqlite::{Connection, OpenFlags};
 
-pub use apply::{ApplySummary, Batch, PreparedBatch, QuarantineEntry};
+pub use apply::{ApplySummary, Batch, CuratorDecision, PreparedBatch, QuarantineEntry};
+pub use explain::*;
 pub use onetruth_model::SourceRecord;
 pub use query::*;
 pub use schema::SCHEMA_VERSION;
@@ -33,6 +35,8 @@ pub enum StoreError {
     Open { path: PathBuf, cause: BackendError },
     #[error("database {path} does not exist (run `onetruth ingest` or `onetruth demo` first)")]
     Missing { path: PathBuf },
+    #[error("stored match parameters {id} are invalid: {message}")]
+    Parameters { id: i64, message: String },
     #[error("corrupt stored record {record_id}: {message}")]
     Corrupt { record_id: i64, message: String },
     #[error("sqlite: {0}")]
@@ -66,6 +70,8 @@ pub struct StoreOptions {
     pub read_only: bool,
     /// SQLite page cache in MiB.
     pub cache_mib: u32,
+    /// How records are matched and clustered (writers only).
+    pub resolution: ResolverConfig,
 }
 
 impl Default for StoreOptions {
@@ -74,6 +80,7 @@ impl Default for StoreOptions {
             policy: IdentifierPolicy::default(),
             read_only: false,
             cache_mib: 256,
+            resolution: ResolverConfig::default(),
         }
     }
 }
@@ -83,8 +90,10 @@ impl Default for StoreOptions {
 pub struct Store {
     conn: Connection,
     policy: IdentifierPolicy,
-    /// Writer-side cache of which identifier values exist; see [`apply::IdentifierFilter`].
-    filter: Option<apply::IdentifierFilter>,
+    /// Resolution settings for writes.
+    resolution: ResolverConfig,
+    /// The writer's resolver and record-key cache; see [`apply::WriterState`].
+    state: Option<apply::WriterState>,
 }
 
 pub(crate) fn now_micros() -> i64 {
@@ -149,7 +158,8 @@ impl Store {
         Ok(Store {
             conn,
             policy: options.policy,
-            filter: None,
+            resolution: options.resolution,
+            state: None,
         })
     }
 

@@ -97,6 +97,28 @@ pub struct Stats {
     pub quarantined: i64,
     pub changelog_version: i64,
     pub checkpoints: BTreeMap<String, String>,
+    /// Links a guard refused.
+    pub refused_links: i64,
+    /// Pairs in the possible band, kept for review.
+    pub possible_pairs: i64,
+    /// Customer ids whose records went to several customers.
+    pub split_customers: i64,
+    /// Identifier values that stopped linking (`kind:value` -> names, records).
+    pub generic_values: Vec<GenericValue>,
+    /// Blocking keys over the candidate cap.
+    pub blocking_overflows: i64,
+    /// The largest overflowed keys (at most 10).
+    pub largest_overflows: Vec<(String, i64)>,
+}
+
+/// An identifier value held by records with too many different names to link anyone.
+#[derive(Debug, Clone, Serialize)]
+pub struct GenericValue {
+    /// `kind:value`.
+    pub value: String,
+    /// Distinct given names among its holders.
+    pub names: i64,
+    pub records: i64,
 }
 
 /// A quarantined record.
@@ -129,6 +151,44 @@ impl Store {
             }),
             _ => None,
         })
+    }
+
+    /// When `id` (or the customer it is an alias of) was split up: the customers its records
+    /// went to. `None` when it was not split.
+    pub fn split_into(&self, id: CustomerId) -> Result<Option<Vec<CustomerId>>, StoreError> {
+        let target: Option<(i64, String)> = self
+            .conn
+            .prepare_cached(
+                "SELECT t.id, t.status FROM customers c JOIN customers t ON t.id = coalesce(c.merged_into, c.id)
+                 WHERE c.id = ?1",
+            )?
+            .query_row(params![id.0], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((target, status)) = target else {
+            return Ok(None);
+        };
+        if status != "split" {
+            return Ok(None);
+        }
+        let details: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT details FROM changelog WHERE customer_id = ?1 AND change = 'split_into' ORDER BY seq DESC LIMIT 1",
+            )?
+            .query_row(params![target], |r| r.get(0))
+            .optional()?;
+        let into = details
+            .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+            .and_then(|v| {
+                v["into"].as_array().map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_i64())
+                        .map(CustomerId)
+                        .collect()
+                })
+            })
+            .unwrap_or_default();
+        Ok(Some(into))
     }
 
     /// One live source record as resolution sees it (identifiers and attributes), and the
@@ -433,8 +493,27 @@ impl Store {
             events: one("SELECT count(*) FROM events")?,
             quarantined: one("SELECT count(*) FROM quarantine")?,
             changelog_version: one("SELECT coalesce(max(seq), 0) FROM changelog")?,
+            refused_links: one("SELECT count(*) FROM evidence WHERE rule LIKE 'refused_%'")?,
+            possible_pairs: one("SELECT count(*) FROM evidence WHERE rule = 'possible'")?,
+            split_customers: one("SELECT count(*) FROM customers WHERE status = 'split'")?,
+            blocking_overflows: one("SELECT count(*) FROM block_overflows")?,
             ..Stats::default()
         };
+        s.generic_values = self
+            .generic_values()?
+            .into_iter()
+            .map(|(value, (names, records))| GenericValue {
+                value,
+                names,
+                records,
+            })
+            .collect();
+        let mut stmt = self.conn.prepare(
+            "SELECT key, records FROM block_overflows ORDER BY records DESC, key LIMIT 10",
+        )?;
+        for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))? {
+            s.largest_overflows.push(row?);
+        }
         let mut stmt = self
             .conn
             .prepare("SELECT source, count(*) FROM source_records WHERE deleted = 0 GROUP BY source ORDER BY source")?;

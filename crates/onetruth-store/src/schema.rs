@@ -115,6 +115,41 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (source, position)
     );
     "#,
+    // 2: probabilistic resolution. Evidence rows are now every scored pair the resolver keeps
+    // (link and possible bands): `rule` is the pair's status (accepted, implied, forced,
+    // possible, refused_<guard>), `weight` its match weight. Identifier-stitching evidence from
+    // schema 1 has no weight and is dropped; its customers are kept as they are.
+    r#"
+    DELETE FROM evidence WHERE weight IS NULL;
+    CREATE INDEX curator_overrides_record_a ON curator_overrides(record_a);
+
+    -- Versioned match parameters (MatchParameters JSON); the newest active row is used.
+    CREATE TABLE match_parameters (
+        id         INTEGER PRIMARY KEY,
+        created_at INTEGER NOT NULL,
+        origin     TEXT NOT NULL,     -- default | train
+        params     TEXT NOT NULL,
+        summary    TEXT,              -- training statistics, JSON
+        active     INTEGER NOT NULL DEFAULT 0
+    );
+
+    -- Identifier values that stopped linking: held by records with too many different names.
+    CREATE TABLE generic_values (
+        kind    TEXT NOT NULL,
+        value   TEXT NOT NULL,
+        names   INTEGER NOT NULL,
+        records INTEGER NOT NULL,
+        since   INTEGER NOT NULL,
+        PRIMARY KEY (kind, value)
+    ) WITHOUT ROWID;
+
+    -- Blocking keys held by more records than the candidate cap.
+    CREATE TABLE block_overflows (
+        key     TEXT PRIMARY KEY,
+        records INTEGER NOT NULL,
+        since   INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -57,7 +57,9 @@ fn shared_identifier_across_sources_merges_and_reapplying_changes_nothing() {
             "Jane",
             &[("email", " jane@example.com"), ("phone", "(415) 555-2671")],
         ),
-        rec("calls", "c1", 1, "J", &[("phone", "+1 415 555 2671")]),
+        // A shared phone alone is not enough (households, switchboards); with the same given
+        // name it is.
+        rec("calls", "c1", 1, "Jane", &[("phone", "+1 415 555 2671")]),
         rec("crm", "2", 1, "Bob", &[("email", "bob@example.com")]),
     ];
     let sum = s.apply(batch(records.clone())).unwrap();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use onetruth_model::{IdentifierKind, Normalizer, PhoneRegion};
-use onetruth_resolve::IdentifierPolicy;
+use onetruth_resolve::{IdentifierPolicy, ResolverConfig};
 use serde::Deserialize;
 
 /// The config file as written.
@@ -17,6 +17,7 @@ pub struct RawConfig {
     pub identifiers: RawIdentifiers,
     pub api: RawApi,
     pub ingest: RawIngest,
+    pub resolution: RawResolution,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -56,6 +57,28 @@ pub struct RawIngest {
     pub batch_size: Option<usize>,
 }
 
+/// `[resolution]`: how records are matched and clustered. Every key is optional; the defaults
+/// are [`ResolverConfig::default`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawResolution {
+    /// A blocking key held by more records than this yields no candidates (default 100).
+    pub max_block_size: Option<usize>,
+    /// An identifier value held by records with more than this many different given names
+    /// stops linking (default 3).
+    pub generic_value_names: Option<usize>,
+    /// Identifier kinds a customer holds at most one value of (default none).
+    pub unique_kinds: Vec<String>,
+    /// Clearly different birth dates veto a merge (default true).
+    pub unique_birth_date: Option<bool>,
+    /// Most distinct emails one customer may hold (default 10).
+    pub max_emails: Option<usize>,
+    /// Most distinct phones one customer may hold (default 10).
+    pub max_phones: Option<usize>,
+    /// Weight in bits of a shared external or custom identifier (default 20).
+    pub identifier_weight: Option<f64>,
+}
+
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -65,6 +88,7 @@ pub struct Config {
     pub policy: IdentifierPolicy,
     pub listen: SocketAddr,
     pub batch_size: usize,
+    pub resolution: ResolverConfig,
 }
 
 impl Config {
@@ -84,6 +108,7 @@ impl Config {
                 .list_separator(",")
                 .with_list_parse_key("identifiers.custom_kinds")
                 .with_list_parse_key("identifiers.blocklist")
+                .with_list_parse_key("resolution.unique_kinds")
                 .try_parsing(true),
         );
         let origin = file
@@ -157,6 +182,7 @@ impl RawConfig {
             errors.push("ingest.batch_size: must be at least 1".into());
         }
         let cache_mib = self.store.cache_mib.unwrap_or(256);
+        let resolution = self.resolution.validate(&normalizer, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -169,7 +195,54 @@ impl RawConfig {
             policy,
             listen,
             batch_size,
+            resolution,
         })
+    }
+}
+
+impl RawResolution {
+    fn validate(self, normalizer: &Normalizer, errors: &mut Vec<String>) -> ResolverConfig {
+        let d = ResolverConfig::default();
+        let positive =
+            |key: &str, v: Option<usize>, default: usize, errors: &mut Vec<String>| match v {
+                Some(0) => {
+                    errors.push(format!("resolution.{key}: must be at least 1"));
+                    default
+                }
+                Some(n) => n,
+                None => default,
+            };
+        for k in &self.unique_kinds {
+            match IdentifierKind::parse(k) {
+                Some(kind) if normalizer.is_declared(&kind) => {}
+                _ => errors.push(format!(
+                    "resolution.unique_kinds: `{k}` is not a built-in kind or one of identifiers.custom_kinds"
+                )),
+            }
+        }
+        let identifier_weight = self.identifier_weight.unwrap_or(d.identifier_weight);
+        if !identifier_weight.is_finite() || identifier_weight < 0.0 {
+            errors.push("resolution.identifier_weight: must be a finite number >= 0".into());
+        }
+        ResolverConfig {
+            max_block_size: positive(
+                "max_block_size",
+                self.max_block_size,
+                d.max_block_size,
+                errors,
+            ),
+            generic_value_names: positive(
+                "generic_value_names",
+                self.generic_value_names,
+                d.generic_value_names,
+                errors,
+            ),
+            unique_kinds: self.unique_kinds,
+            unique_birth_date: self.unique_birth_date.unwrap_or(d.unique_birth_date),
+            max_emails: positive("max_emails", self.max_emails, d.max_emails, errors),
+            max_phones: positive("max_phones", self.max_phones, d.max_phones, errors),
+            identifier_weight,
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use onetruth_model::{CustomerId, IdentifierKind};
-use onetruth_store::{Store, StoreOptions};
+use onetruth_store::{CuratorDecision, Store, StoreOptions};
 
 use crate::config::Config;
 
@@ -39,6 +39,29 @@ struct Cli {
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Subcommand)]
+enum CurateCommand {
+    /// The two records are different people: they never share a customer.
+    NeverMerge {
+        /// SOURCE:SOURCE_ID
+        left: String,
+        /// SOURCE:SOURCE_ID
+        right: String,
+    },
+    /// The two records are one person.
+    ForceMerge {
+        /// SOURCE:SOURCE_ID
+        left: String,
+        /// SOURCE:SOURCE_ID
+        right: String,
+    },
+    /// Take the record out of its customer: it takes no links (force-merges still apply).
+    Detach {
+        /// SOURCE:SOURCE_ID
+        record: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -71,9 +94,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Score any two stored records with the probabilistic matcher (default parameters): the
-    /// comparison level, weight and term-frequency adjustment of every field, the total and the
-    /// band. Identifier stitching still decides merges in this version.
+    /// Score any two stored records the way the resolver does (active parameters, generic
+    /// values ignored): each field's comparison level and weight, the total, the band and the
+    /// decision the resolver stored for the pair.
     ExplainPair {
         /// SOURCE:SOURCE_ID of the first record, e.g. crm:003Dp00000mRaBa1YR
         left: String,
@@ -82,6 +105,20 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Explain a customer: every link inside it (per-field levels, weights, total), the links
+    /// guards refused and the possible matches kept for review.
+    Explain {
+        /// Customer id (cus_N); aliases resolve.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record a curator decision; it wins over any evidence from then on.
+    Curate {
+        #[command(subcommand)]
+        decision: CurateCommand,
     },
     /// Stream customers, links or events as JSONL or CSV.
     Export {
@@ -179,11 +216,42 @@ pub(crate) fn open_store_read(cfg: &Config) -> anyhow::Result<Store> {
     Store::open(&cfg.db, store_options(cfg, true)).context("cannot open the store")
 }
 
+/// The record id of `SOURCE:SOURCE_ID`; prints "no record" and returns `None` when unknown.
+fn record_id(store: &Store, key: &str) -> anyhow::Result<Option<i64>> {
+    let (source, source_id) = key
+        .split_once(':')
+        .with_context(|| format!("write records as SOURCE:SOURCE_ID, not `{key}`"))?;
+    let id = store.record_id(source, source_id)?;
+    if id.is_none() {
+        eprintln!("no record {key}");
+    }
+    Ok(id)
+}
+
+/// Resolve a customer id; when it does not resolve, say why (unknown, or split into others).
+fn resolve_or_report(
+    store: &Store,
+    id: CustomerId,
+) -> anyhow::Result<Option<onetruth_store::Resolved>> {
+    if let Some(r) = store.resolve(id)? {
+        return Ok(Some(r));
+    }
+    match store.split_into(id)? {
+        Some(into) => {
+            let into: Vec<String> = into.iter().map(|c| c.to_string()).collect();
+            eprintln!("{id} was split into {}", into.join(", "));
+        }
+        None => eprintln!("no customer {id}"),
+    }
+    Ok(None)
+}
+
 pub(crate) fn store_options(cfg: &Config, read_only: bool) -> StoreOptions {
     StoreOptions {
         policy: cfg.policy.clone(),
         read_only,
         cache_mib: cfg.cache_mib,
+        resolution: cfg.resolution.clone(),
     }
 }
 
@@ -230,8 +298,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Show { id, json } => {
             let id: CustomerId = id.parse().map_err(anyhow::Error::msg)?;
             let store = open_store_read(&cfg)?;
-            let Some(resolved) = store.resolve(id)? else {
-                eprintln!("no customer {id}");
+            let Some(resolved) = resolve_or_report(&store, id)? else {
                 return Ok(ExitCode::from(NOT_FOUND));
             };
             let profile = store
@@ -241,18 +308,55 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::ExplainPair { left, right, json } => {
             let store = open_store_read(&cfg)?;
-            let mut views = Vec::new();
-            for key in [&left, &right] {
-                let (source, source_id) = key
-                    .split_once(':')
-                    .with_context(|| format!("write records as SOURCE:SOURCE_ID, not `{key}`"))?;
-                let Some(view) = store.record_view(source, source_id)? else {
-                    eprintln!("no record {key}");
-                    return Ok(ExitCode::from(NOT_FOUND));
-                };
-                views.push(view);
-            }
-            output::print_pair(&views[0], &views[1], json)?;
+            let (Some(a), Some(b)) = (record_id(&store, &left)?, record_id(&store, &right)?) else {
+                return Ok(ExitCode::from(NOT_FOUND));
+            };
+            let p = store
+                .explain_pair(a, b)?
+                .context("record vanished while reading")?;
+            output::print_pair(&p, json)?;
+        }
+        Command::Explain { id, json } => {
+            let id: CustomerId = id.parse().map_err(anyhow::Error::msg)?;
+            let store = open_store_read(&cfg)?;
+            let Some(resolved) = resolve_or_report(&store, id)? else {
+                return Ok(ExitCode::from(NOT_FOUND));
+            };
+            let e = store
+                .explain_customer(resolved.id)?
+                .with_context(|| format!("customer {} has no records", resolved.id))?;
+            output::print_explanation(&e, json)?;
+        }
+        Command::Curate { decision } => {
+            let mut store = open_store(&cfg)?;
+            let decision = match &decision {
+                CurateCommand::NeverMerge { left, right }
+                | CurateCommand::ForceMerge { left, right } => {
+                    let (Some(a), Some(b)) = (record_id(&store, left)?, record_id(&store, right)?)
+                    else {
+                        return Ok(ExitCode::from(NOT_FOUND));
+                    };
+                    if a == b {
+                        anyhow::bail!("a record cannot be curated against itself");
+                    }
+                    if matches!(decision, CurateCommand::NeverMerge { .. }) {
+                        CuratorDecision::NeverMerge(a, b)
+                    } else {
+                        CuratorDecision::ForceMerge(a, b)
+                    }
+                }
+                CurateCommand::Detach { record } => {
+                    let Some(a) = record_id(&store, record)? else {
+                        return Ok(ExitCode::from(NOT_FOUND));
+                    };
+                    CuratorDecision::Detach(a)
+                }
+            };
+            let s = store.curate(&decision)?;
+            println!(
+                "recorded; {} customers created, {} merged, {} split",
+                s.customers_created, s.merges, s.splits
+            );
         }
         Command::Export {
             what,

@@ -168,7 +168,22 @@ pub fn print_stats(s: &Stats, json: bool) -> anyhow::Result<()> {
     writeln!(w, "deleted records        {}", s.deleted_records)?;
     writeln!(w, "identifiers            {}", s.identifiers)?;
     writeln!(w, "  placeholders         {}", s.placeholder_identifiers)?;
-    writeln!(w, "links (evidence)       {}", s.links)?;
+    writeln!(w, "links (accepted)       {}", s.links)?;
+    writeln!(w, "  refused by guards    {}", s.refused_links)?;
+    writeln!(w, "  possible (review)    {}", s.possible_pairs)?;
+    writeln!(w, "split customer ids     {}", s.split_customers)?;
+    writeln!(w, "generic values         {}", s.generic_values.len())?;
+    for g in &s.generic_values {
+        writeln!(
+            w,
+            "  {:<30} {} names on {} records",
+            g.value, g.names, g.records
+        )?;
+    }
+    writeln!(w, "blocking overflows     {}", s.blocking_overflows)?;
+    for (k, n) in &s.largest_overflows {
+        writeln!(w, "  {k:<30} {n} records")?;
+    }
     writeln!(w, "events                 {}", s.events)?;
     writeln!(w, "quarantined            {}", s.quarantined)?;
     writeln!(w, "changelog version      {}", s.changelog_version)?;
@@ -199,58 +214,85 @@ pub fn print_quarantine(rows: &[Quarantined], total: i64) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// `explain-pair`: score two records with the default parameters and show why.
-pub fn print_pair(
-    left: &(onetruth_resolve::RecordView, Option<CustomerId>),
-    right: &(onetruth_resolve::RecordView, Option<CustomerId>),
-    json: bool,
-) -> anyhow::Result<()> {
-    use onetruth_resolve::score::{MatchParameters, NoTermFrequency, compare_records, score};
-    let params = MatchParameters::default();
-    let comparison = compare_records(&left.0, &right.0);
-    let scored = score(&comparison, &params, &NoTermFrequency);
+/// `explain-pair`: how two records compare, what they score and what the resolver decided.
+pub fn print_pair(p: &onetruth_store::PairExplanation, json: bool) -> anyhow::Result<()> {
     let mut w = out();
     if json {
-        let same = left.1.is_some() && left.1 == right.1;
-        serde_json::to_writer_pretty(
-            &mut w,
-            &serde_json::json!({
-                "left": { "source": left.0.source, "source_id": left.0.source_id, "customer_id": left.1 },
-                "right": { "source": right.0.source, "source_id": right.0.source_id, "customer_id": right.1 },
-                "same_customer": same,
-                "comparison": comparison,
-                "score": scored,
-            }),
-        )?;
+        serde_json::to_writer_pretty(&mut w, p)?;
         writeln!(w)?;
         return Ok(());
     }
-    let who = |r: &(onetruth_resolve::RecordView, Option<CustomerId>)| {
-        let c =
-            r.1.map(|c| c.to_string())
-                .unwrap_or_else(|| "no customer".into());
-        format!("{}:{} ({c})", r.0.source, r.0.source_id)
+    write_pair(&mut w, p)
+}
+
+fn write_pair(w: &mut impl Write, p: &onetruth_store::PairExplanation) -> anyhow::Result<()> {
+    let who = |r: &onetruth_store::RecordRef| {
+        let c = r
+            .customer_id
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "no customer".into());
+        format!("{}:{} ({c})", r.source, r.source_id)
     };
-    writeln!(w, "{}  vs  {}", who(left), who(right))?;
-    writeln!(w, "  {:<12} {:<32} {:>8}", "field", "level", "weight")?;
-    for c in &scored.contributions {
+    writeln!(w, "{}  vs  {}", who(&p.left), who(&p.right))?;
+    writeln!(w, "  {:<17} {:<32} {:>8}", "field", "level", "weight")?;
+    for c in &p.score.contributions {
         let tf = if c.tf_adjustment != 0.0 {
             format!("  (term frequency {:+.2})", c.tf_adjustment)
         } else {
             String::new()
         };
-        writeln!(w, "  {:<12} {:<32} {:>8.2}{tf}", c.field, c.level, c.weight)?;
+        writeln!(w, "  {:<17} {:<32} {:>8.2}{tf}", c.field, c.level, c.weight)?;
     }
     // The band's wire name (link / possible / no_link), as in --json.
-    let band = serde_json::to_value(scored.band)?;
+    let band = serde_json::to_value(p.score.band)?;
     writeln!(
         w,
-        "  {:<12} {:<32} {:>8.2}  probability {:.4}, band {}",
+        "  {:<17} {:<32} {:>8.2}  probability {:.4}, band {}",
         "total",
         "",
-        scored.total_weight,
-        scored.probability,
+        p.score.total_weight,
+        p.score.probability,
         band.as_str().unwrap_or_default()
     )?;
+    if !p.generic_values.is_empty() {
+        writeln!(
+            w,
+            "  ignored generic values: {}",
+            p.generic_values.join(", ")
+        )?;
+    }
+    writeln!(
+        w,
+        "  decision: {}",
+        p.decision
+            .as_deref()
+            .unwrap_or("not kept (not candidates, or below possible)")
+    )?;
+    Ok(())
+}
+
+/// `explain CUSTOMER_ID`: every link inside the customer and every refused one.
+pub fn print_explanation(
+    e: &onetruth_store::CustomerExplanation,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut w = out();
+    if json {
+        serde_json::to_writer_pretty(&mut w, e)?;
+        writeln!(w)?;
+        return Ok(());
+    }
+    writeln!(w, "{}: {} records", e.id, e.records.len())?;
+    for r in &e.records {
+        writeln!(w, "  {}:{}", r.source, r.source_id)?;
+    }
+    writeln!(w, "\nlinks inside ({}):", e.links.len())?;
+    for p in &e.links {
+        write_pair(&mut w, p)?;
+    }
+    writeln!(w, "\nrefused or possible links ({}):", e.refused.len())?;
+    for p in &e.refused {
+        write_pair(&mut w, p)?;
+    }
     Ok(())
 }
