@@ -34,8 +34,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::RecordView;
 use crate::compare::{
-    BirthDateLevel, PersonName, canonical_mailbox, compare_birth_date, family_name_key,
-    house_number, nickname_groups, normalize_name, postal_key,
+    BirthDateLevel, GivenNameLevel, PersonName, canonical_mailbox, compare_birth_date,
+    compare_names, family_name_key, house_number, nickname_groups, normalize_name, postal_key,
 };
 use crate::score::{Band, MatchParameters, MatchScore, TermFrequency, score_records};
 
@@ -57,6 +57,9 @@ pub struct ResolverConfig {
     pub unique_kinds: Vec<String>,
     /// Two clearly different birth dates (not a one-digit typo or a day/month swap) veto a merge.
     pub unique_birth_date: bool,
+    /// Two clearly different given names (not a nickname, initial, typo or swap) veto a merge:
+    /// a shared household mailbox plus a shared family name is not one person.
+    pub unique_given_name: bool,
     /// A merge that would give a customer more distinct emails than this is refused.
     pub max_emails: usize,
     /// A merge that would give a customer more distinct phones than this is refused.
@@ -72,6 +75,7 @@ impl Default for ResolverConfig {
             generic_value_names: 3,
             unique_kinds: Vec::new(),
             unique_birth_date: true,
+            unique_given_name: true,
             max_emails: 10,
             max_phones: 10,
             identifier_weight: 20.0,
@@ -139,6 +143,8 @@ pub enum Guard {
     UniqueKind,
     /// The clusters hold clearly different birth dates.
     BirthDate,
+    /// The clusters hold clearly different given names.
+    GivenName,
     /// The merged customer would hold more than `max_emails` emails.
     MaxEmails,
     /// The merged customer would hold more than `max_phones` phones.
@@ -152,6 +158,7 @@ impl Guard {
             Guard::Detached => "refused_detached",
             Guard::UniqueKind => "refused_unique_kind",
             Guard::BirthDate => "refused_birth_date",
+            Guard::GivenName => "refused_given_name",
             Guard::MaxEmails => "refused_max_emails",
             Guard::MaxPhones => "refused_max_phones",
         }
@@ -163,6 +170,7 @@ impl Guard {
             Guard::Detached,
             Guard::UniqueKind,
             Guard::BirthDate,
+            Guard::GivenName,
             Guard::MaxEmails,
             Guard::MaxPhones,
         ]
@@ -1136,6 +1144,8 @@ struct ClusterFacts {
     phones: BTreeSet<String>,
     unique: BTreeSet<(String, String)>,
     birth_dates: Vec<String>,
+    /// Names with a given name (a family name alone says nothing about the given one).
+    names: Vec<PersonName>,
 }
 
 impl ClusterFacts {
@@ -1164,6 +1174,10 @@ impl ClusterFacts {
         {
             f.birth_dates.push(d.to_string());
         }
+        let name = PersonName::from_attributes(&view.attributes);
+        if config.unique_given_name && name.given.is_some() {
+            f.names.push(name);
+        }
         f
     }
 
@@ -1173,6 +1187,11 @@ impl ClusterFacts {
         self.phones.extend(other.phones);
         self.unique.extend(other.unique);
         self.birth_dates.extend(other.birth_dates);
+        for n in other.names {
+            if !self.names.contains(&n) {
+                self.names.push(n);
+            }
+        }
     }
 }
 
@@ -1273,6 +1292,15 @@ impl UnionFind {
         });
         if dates_conflict {
             return Some(Guard::BirthDate);
+        }
+        // Compared as whole names, so "Smith John" (swapped) does not conflict with "John".
+        let names_conflict = small.names.iter().any(|x| {
+            big.names
+                .iter()
+                .any(|y| compare_names(x, y).given == GivenNameLevel::Disagree)
+        });
+        if names_conflict {
+            return Some(Guard::GivenName);
         }
         if small.emails.union(&big.emails).count() > config.max_emails {
             return Some(Guard::MaxEmails);

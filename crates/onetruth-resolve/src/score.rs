@@ -169,13 +169,14 @@ impl Default for MatchParameters {
             AddressLevel::FIELD.to_string(),
             field_table(&[
                 // Households share addresses, so u is well above 1/N.
-                ("exact", 0.7, 0.0005),
+                ("exact", 0.6, 0.0005),
                 // Same building, street spelled differently or flat missing.
                 ("same_house_number_postal_code", 0.1, 0.001),
                 ("same_postal_code", 0.05, 0.01),
                 ("same_city", 0.05, 0.03),
-                // People move: 10% of a person's record pairs show different addresses.
-                ("disagree", 0.1, 0.9585),
+                // People move, and billing addresses are not home addresses: a fifth of a
+                // person's record pairs show different addresses.
+                ("disagree", 0.2, 0.9585),
             ]),
         );
         fields.insert(
@@ -183,26 +184,28 @@ impl Default for MatchParameters {
             field_table(&[
                 // A shared mailbox is rare between different people (households, test values);
                 // placeholders never get here because only linkable identifiers are compared.
-                ("exact", 0.9, 1e-6),
+                ("exact", 0.7, 1e-6),
                 // Gmail dots and +tags: the same mailbox written another way.
-                ("same_mailbox", 0.03, 2e-6),
-                // "john.smith@gmail" / "john.smith@acme": often the same person, but common
-                // local parts ("info", "jsmith") are shared by chance too.
-                ("same_local_part", 0.02, 2e-5),
-                ("close_local_part", 0.005, 1e-4),
-                // People have work and personal addresses: a different email is weak evidence.
-                ("disagree", 0.045, 0.999877),
+                ("same_mailbox", 0.02, 2e-6),
+                // "john.smith@gmail" / "john.smith@acme": often the same person, but local
+                // parts are made of names, so two people with the same name share them far more
+                // often than random pairs do: weak evidence on top of the names.
+                ("same_local_part", 0.02, 1e-3),
+                ("close_local_part", 0.01, 2e-3),
+                // People have work and personal addresses, and each system holds whichever the
+                // customer gave it: a different email is weak evidence.
+                ("disagree", 0.25, 0.996997),
             ]),
         );
         fields.insert(
             PhoneLevel::FIELD.to_string(),
             field_table(&[
                 // Phones are shared more than emails (landlines, switchboards), so u is higher
-                // and m lower (numbers change).
-                ("exact", 0.8, 1e-5),
+                // and m lower (numbers change, mobile vs landline).
+                ("exact", 0.7, 1e-5),
                 // Same subscriber number, different prefix: mostly formatting.
                 ("same_last_7", 0.05, 1e-4),
-                ("disagree", 0.15, 0.99989),
+                ("disagree", 0.25, 0.99989),
             ]),
         );
         fields.insert(

@@ -71,6 +71,8 @@ pub struct RawResolution {
     pub unique_kinds: Vec<String>,
     /// Clearly different birth dates veto a merge (default true).
     pub unique_birth_date: Option<bool>,
+    /// Clearly different given names veto a merge (default true).
+    pub unique_given_name: Option<bool>,
     /// Most distinct emails one customer may hold (default 10).
     pub max_emails: Option<usize>,
     /// Most distinct phones one customer may hold (default 10).
@@ -239,6 +241,7 @@ impl RawResolution {
             ),
             unique_kinds: self.unique_kinds,
             unique_birth_date: self.unique_birth_date.unwrap_or(d.unique_birth_date),
+            unique_given_name: self.unique_given_name.unwrap_or(d.unique_given_name),
             max_emails: positive("max_emails", self.max_emails, d.max_emails, errors),
             max_phones: positive("max_phones", self.max_phones, d.max_phones, errors),
             identifier_weight,

@@ -216,6 +216,26 @@ static GROUPS: &[(&str, &[&str])] = &[
     ("gabrielle", &["gabriella", "gabby", "gabi"]),
     ("emily", &["emmy", "em"]),
     ("dolores", &["lola"]),
+    // Spanish, Portuguese and Italian diminutives.
+    ("alejandro", &["alex", "alejo", "ale"]),
+    ("alessandro", &["sandro", "ale"]),
+    ("guadalupe", &["lupe", "lupita"]),
+    ("eduardo", &["lalo", "edu"]),
+    ("giuseppe", &["beppe", "peppe", "pino"]),
+    ("giovanni", &["gianni", "vanni"]),
+    ("francesca", &["fran", "franca", "cesca"]),
+    // Slavic diminutives.
+    ("aleksandr", &["sasha", "sanya", "alex"]),
+    ("mikhail", &["misha"]),
+    ("dmitri", &["dima", "dmitry"]),
+    ("ekaterina", &["katya", "katia"]),
+    ("natalia", &["natasha", "nata"]),
+    ("malgorzata", &["gosia", "malgosia"]),
+    // Arabic and West/Southern African short forms.
+    ("mohammed", &["mo", "moe"]),
+    ("oluwaseun", &["seun"]),
+    ("adebayo", &["bayo"]),
+    ("thandiwe", &["thandi"]),
 ];
 
 /// Name → indices of the groups that hold it.
@@ -287,7 +307,10 @@ mod tests {
         assert!(!are_nicknames("jon", "john"));
         assert!(!are_nicknames("bill", "bill"));
         assert!(!are_nicknames("zorro", "bill"));
-        assert_eq!(nickname_groups("alex"), ["alexander", "alexandra"]);
+        assert_eq!(
+            nickname_groups("alex"),
+            ["alexander", "alexandra", "alejandro", "aleksandr"]
+        );
         assert!(nickname_groups("zorro").is_empty());
     }
 }
