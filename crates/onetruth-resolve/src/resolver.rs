@@ -37,7 +37,10 @@ use crate::compare::{
     BirthDateLevel, GivenNameLevel, PersonName, canonical_mailbox, compare_birth_date,
     compare_names, family_name_key, house_number, nickname_groups, normalize_name, postal_key,
 };
-use crate::score::{Band, MatchParameters, MatchScore, TermFrequency, score_records};
+use crate::score::{
+    Band, Features, MatchParameters, MatchScore, TermFrequency, WeightTable,
+    score_records,
+};
 
 /// A source record's id in the store.
 pub type RecordId = i64;
@@ -71,7 +74,7 @@ pub struct ResolverConfig {
 impl Default for ResolverConfig {
     fn default() -> Self {
         ResolverConfig {
-            max_block_size: 100,
+            max_block_size: 25,
             generic_value_names: 3,
             unique_kinds: Vec::new(),
             unique_birth_date: true,
@@ -275,6 +278,8 @@ impl Block {
 
 struct Entry {
     view: RecordView,
+    /// The view prepared for scoring; rebuilt when a generic value flips.
+    features: Features,
     /// Per identifier: linkable as screened by the identifier policy (before generic values).
     screened: Vec<bool>,
     /// Block key hashes, deduplicated; for each, the label and whether it is a value key.
@@ -401,6 +406,7 @@ struct Overrides {
 /// The in-memory resolver. See the module docs.
 pub struct Resolver {
     params: MatchParameters,
+    weights: WeightTable,
     tf: Box<dyn TermFrequency + Send + Sync>,
     config: ResolverConfig,
     entries: HashMap<RecordId, Entry>,
@@ -427,6 +433,7 @@ impl Resolver {
         config: ResolverConfig,
     ) -> Resolver {
         Resolver {
+            weights: WeightTable::new(&params),
             params,
             tf,
             config,
@@ -610,6 +617,7 @@ impl Resolver {
         self.entries.insert(
             id,
             Entry {
+                features: Features::of(&view),
                 view,
                 screened,
                 keys: hashes,
@@ -769,7 +777,7 @@ impl Resolver {
             let candidates = self.candidates(*d);
             let mut new_edges = Vec::new();
             {
-                let view = &self.entries[d].view;
+                let features = &self.entries[d].features;
                 for c in candidates {
                     // A pair of dirty records is scored by the smaller id.
                     if dirty_set.contains(&c) && c < *d {
@@ -779,12 +787,19 @@ impl Resolver {
                         continue;
                     };
                     out.pairs_scored += 1;
-                    let s = self.score(view, &other.view);
-                    if s.band != Band::NoLink {
+                    let weight = self.weights.total(
+                        features,
+                        &other.features,
+                        &self.params,
+                        self.tf.as_ref(),
+                        self.config.identifier_weight,
+                    );
+                    let band = self.params.band(weight);
+                    if band != Band::NoLink {
                         new_edges.push(Edge {
                             other: c,
-                            weight: s.total_weight,
-                            band: s.band,
+                            weight,
+                            band,
                         });
                     }
                 }
@@ -975,10 +990,13 @@ impl Resolver {
         for c in seeds {
             old.entry(*c).or_default();
         }
+        // Part -> the old customers of its records, oldest first.
+        let mut part_customers: Vec<BTreeSet<i64>> = vec![BTreeSet::new(); parts.len()];
         for (i, part) in parts.iter().enumerate() {
             for r in part {
                 if let Some(c) = self.entries[r].customer {
                     *old.entry(c).or_default().entry(i).or_default() += 1;
+                    part_customers[i].insert(c);
                 }
             }
         }
@@ -1004,10 +1022,10 @@ impl Resolver {
             if slot.is_some() {
                 continue;
             }
-            let reuse = old
+            let reuse = part_customers[i]
                 .iter()
-                .find(|(c, counts)| counts.contains_key(&i) && !taken.contains(*c))
-                .map(|(c, _)| *c);
+                .find(|c| !taken.contains(*c))
+                .copied();
             let id = reuse.unwrap_or_else(|| {
                 let id = *next_customer;
                 *next_customer += 1;
@@ -1568,12 +1586,30 @@ mod tests {
         assert_ne!(r.customer_of(3), r.customer_of(5));
     }
 
+    #[test]
+    fn the_fast_total_is_the_explained_total() {
+        let r = resolver();
+        let views: Vec<RecordView> = order::POOL
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| view(&format!("r{i}"), spec))
+            .collect();
+        for a in &views {
+            for b in &views {
+                let (fa, fb) = (Features::of(a), Features::of(b));
+                let explained = score_features(&fa, &fb, &r.params, &NoTermFrequency, 20.0);
+                let fast = r.weights.total(&fa, &fb, &r.params, &NoTermFrequency, 20.0);
+                assert_eq!(fast.to_bits(), explained.total_weight.to_bits(), "{a:?} {b:?}");
+            }
+        }
+    }
+
     mod order {
         use super::*;
         use proptest::prelude::*;
 
         /// A small pool of overlapping people: shared emails, phones, nicknames, households.
-        const POOL: &[&str] = &[
+        pub(super) const POOL: &[&str] = &[
             "John Smith 1980-01-02 john@x.com +14155550100",
             "Jon Smith 1980-01-02 - +14155550100",
             "Johnny Smith - john@x.com -",

@@ -25,8 +25,10 @@ use serde::{Deserialize, Serialize};
 use crate::RecordView;
 use crate::compare::{
     AddressLevel, BirthDateLevel, CompanyLevel, EmailLevel, FamilyNameLevel, GivenNameLevel, Level,
-    PersonName, PhoneLevel, compare_addresses, compare_birth_date, compare_company, compare_emails,
-    compare_names, compare_phones, normalize_name,
+    NameSpellings, PersonName, PhoneLevel, PreparedAddress, PreparedEmail, best_pair,
+    birth_date_digits, compare_birth_date_digits, compare_normalized_company,
+    compare_phone_digits, compare_prepared_address, compare_prepared_email,
+    compare_prepared_names, normalize_company, phone_digits,
 };
 
 /// The parameter format version this code reads and writes. Bump it when the meaning of a
@@ -423,49 +425,112 @@ impl Comparison {
     }
 }
 
-/// Normalized values of the linkable identifiers of one kind. Placeholders (`linkable: false`)
-/// are left out: they are shared by unrelated people, so agreeing on one is no evidence.
-fn linkable(r: &RecordView, kind: IdentifierKind) -> Vec<&str> {
-    r.identifiers
-        .iter()
-        .filter(|i| i.linkable && i.kind == kind)
-        .map(|i| i.value.as_str())
-        .collect()
+/// A record prepared for comparison: every field normalized and parsed once, so scoring a
+/// pair is only comparisons. Placeholders and generic values (`linkable: false`) are left out
+/// of emails and phones: agreeing on one is no evidence.
+#[derive(Debug, Clone)]
+pub struct Features {
+    name: NameSpellings,
+    birth_date: Option<[u8; 8]>,
+    addresses: Vec<PreparedAddress>,
+    emails: Vec<PreparedEmail>,
+    phones: Vec<Vec<u8>>,
+    company: Option<String>,
+    /// Linkable external and custom identifiers, `(kind, value)`, sorted.
+    identifiers: Vec<(String, String)>,
+}
+
+impl Features {
+    pub fn of(r: &RecordView) -> Features {
+        let a = &r.attributes;
+        let mut identifiers: Vec<(String, String)> = r
+            .identifiers
+            .iter()
+            .filter(|i| {
+                i.linkable && matches!(i.kind, IdentifierKind::External | IdentifierKind::Custom(_))
+            })
+            .map(|i| (i.kind.as_str().to_string(), i.value.clone()))
+            .collect();
+        identifiers.sort();
+        identifiers.dedup();
+        Features {
+            name: NameSpellings::new(&PersonName::from_attributes(a)),
+            birth_date: a.birth_date.as_deref().and_then(birth_date_digits),
+            addresses: a.addresses.iter().map(PreparedAddress::new).collect(),
+            emails: r
+                .identifiers
+                .iter()
+                .filter(|i| i.linkable && i.kind == IdentifierKind::Email)
+                .filter_map(|i| PreparedEmail::new(&i.value))
+                .collect(),
+            phones: r
+                .identifiers
+                .iter()
+                .filter(|i| i.linkable && i.kind == IdentifierKind::Phone)
+                .filter_map(|i| phone_digits(&i.value))
+                .collect(),
+            company: a
+                .company
+                .as_deref()
+                .map(normalize_company)
+                .filter(|c| !c.is_empty()),
+            identifiers,
+        }
+    }
+
+    /// Whether the two share a linkable external or custom identifier.
+    pub fn share_identifier(&self, other: &Features) -> bool {
+        self.identifiers
+            .iter()
+            .any(|x| other.identifiers.binary_search(x).is_ok())
+    }
 }
 
 /// Compare two records field by field.
 pub fn compare_records(a: &RecordView, b: &RecordView) -> Comparison {
-    let (na, nb) = (
-        PersonName::from_attributes(&a.attributes),
-        PersonName::from_attributes(&b.attributes),
-    );
-    let names = compare_names(&na, &nb);
+    compare_features(&Features::of(a), &Features::of(b))
+}
+
+/// [`compare_records`] on prepared records.
+pub fn compare_features(a: &Features, b: &Features) -> Comparison {
+    let names = compare_prepared_names(&a.name, &b.name);
     let mut family_name_terms = Vec::new();
     if names.family == FamilyNameLevel::Exact {
-        family_name_terms = [&na.family, &nb.family]
+        family_name_terms = [a.name.family(), b.name.family()]
             .into_iter()
             .flatten()
-            .map(|f| normalize_name(f))
             .filter(|f| !f.is_empty())
+            .map(str::to_string)
             .collect();
         family_name_terms.sort();
         family_name_terms.dedup();
     }
-    let (aa, ba) = (&a.attributes, &b.attributes);
     Comparison {
         given_name: names.given,
         family_name: names.family,
-        birth_date: compare_birth_date(aa.birth_date.as_deref(), ba.birth_date.as_deref()),
-        address: compare_addresses(&aa.addresses, &ba.addresses),
-        email: compare_emails(
-            &linkable(a, IdentifierKind::Email),
-            &linkable(b, IdentifierKind::Email),
+        birth_date: match (&a.birth_date, &b.birth_date) {
+            (Some(x), Some(y)) => compare_birth_date_digits(x, y),
+            _ => BirthDateLevel::Missing,
+        },
+        address: best_pair(
+            &a.addresses,
+            &b.addresses,
+            AddressLevel::Missing,
+            compare_prepared_address,
         ),
-        phone: compare_phones(
-            &linkable(a, IdentifierKind::Phone),
-            &linkable(b, IdentifierKind::Phone),
+        email: best_pair(
+            &a.emails,
+            &b.emails,
+            EmailLevel::Missing,
+            compare_prepared_email,
         ),
-        company: compare_company(aa.company.as_deref(), ba.company.as_deref()),
+        phone: best_pair(&a.phones, &b.phones, PhoneLevel::Missing, |x, y| {
+            compare_phone_digits(x, y)
+        }),
+        company: match (&a.company, &b.company) {
+            (Some(x), Some(y)) => compare_normalized_company(x, y),
+            _ => CompanyLevel::Missing,
+        },
         family_name_terms,
     }
 }
@@ -555,6 +620,83 @@ pub fn score(cmp: &Comparison, params: &MatchParameters, tf: &dyn TermFrequency)
     }
 }
 
+/// Every level's weight, precomputed from [`MatchParameters`] for the resolver's hot path:
+/// [`WeightTable::total`] gives exactly (bit for bit) the `total_weight` of [`score_features`]
+/// without building the per-field explanation.
+#[derive(Debug, Clone)]
+pub struct WeightTable {
+    prior: f64,
+    /// Per field in [`FIELDS`] order, the weight of each level in `Level::all()` order.
+    fields: [Vec<f64>; 7],
+}
+
+fn level_index<L: Level>(l: L) -> usize {
+    L::all().iter().position(|x| *x == l).unwrap_or(0)
+}
+
+impl WeightTable {
+    pub fn new(params: &MatchParameters) -> WeightTable {
+        fn row<L: Level>(params: &MatchParameters) -> Vec<f64> {
+            L::all()
+                .iter()
+                .map(|l| match params.level(L::FIELD, l.name()) {
+                    _ if l.is_missing() => 0.0,
+                    Some(p) => p.weight(),
+                    None => 0.0,
+                })
+                .collect()
+        }
+        WeightTable {
+            prior: params.prior_weight(),
+            fields: [
+                row::<GivenNameLevel>(params),
+                row::<FamilyNameLevel>(params),
+                row::<BirthDateLevel>(params),
+                row::<AddressLevel>(params),
+                row::<EmailLevel>(params),
+                row::<PhoneLevel>(params),
+                row::<CompanyLevel>(params),
+            ],
+        }
+    }
+
+    /// The total weight of two prepared records, as [`score_features`] computes it.
+    pub fn total(
+        &self,
+        a: &Features,
+        b: &Features,
+        params: &MatchParameters,
+        tf: &dyn TermFrequency,
+        identifier_weight: f64,
+    ) -> f64 {
+        let cmp = compare_features(a, b);
+        let family = match cmp.family_name {
+            FamilyNameLevel::Exact => family_tf_u(&cmp, params, tf)
+                .and_then(|u| params.level(FamilyNameLevel::FIELD, "exact").map(|p| (p.m / u).log2()))
+                .unwrap_or(self.fields[1][level_index(cmp.family_name)]),
+            l => self.fields[1][level_index(l)],
+        };
+        // Summed in the order `score` sums its contributions, so the result is identical.
+        let mut total = self.prior;
+        for w in [
+            self.fields[0][level_index(cmp.given_name)],
+            family,
+            self.fields[2][level_index(cmp.birth_date)],
+            self.fields[3][level_index(cmp.address)],
+            self.fields[4][level_index(cmp.email)],
+            self.fields[5][level_index(cmp.phone)],
+            self.fields[6][level_index(cmp.company)],
+        ] {
+            total += w;
+        }
+        if identifier_weight != 0.0 && a.share_identifier(b) {
+            // `score_features` re-sums all contributions with the extra term last.
+            total += identifier_weight;
+        }
+        total
+    }
+}
+
 /// The field name of the shared-identifier term [`score_records`] adds.
 pub const SHARED_IDENTIFIER: &str = "shared_identifier";
 
@@ -569,15 +711,19 @@ pub fn score_records(
     tf: &dyn TermFrequency,
     identifier_weight: f64,
 ) -> MatchScore {
-    let mut s = score(&compare_records(a, b), params, tf);
-    let shared = a.identifiers.iter().any(|x| {
-        x.linkable
-            && matches!(x.kind, IdentifierKind::External | IdentifierKind::Custom(_))
-            && b.identifiers
-                .iter()
-                .any(|y| y.linkable && y.kind == x.kind && y.value == x.value)
-    });
-    if shared && identifier_weight != 0.0 {
+    score_features(&Features::of(a), &Features::of(b), params, tf, identifier_weight)
+}
+
+/// [`score_records`] on prepared records.
+pub fn score_features(
+    a: &Features,
+    b: &Features,
+    params: &MatchParameters,
+    tf: &dyn TermFrequency,
+    identifier_weight: f64,
+) -> MatchScore {
+    let mut s = score(&compare_features(a, b), params, tf);
+    if identifier_weight != 0.0 && a.share_identifier(b) {
         s.contributions.push(Contribution {
             field: SHARED_IDENTIFIER.to_string(),
             level: "exact".to_string(),

@@ -62,7 +62,7 @@ pub struct RawIngest {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawResolution {
-    /// A blocking key held by more records than this yields no candidates (default 100).
+    /// A blocking key held by more records than this yields no candidates (default 25).
     pub max_block_size: Option<usize>,
     /// An identifier value held by records with more than this many different given names
     /// stops linking (default 3).

@@ -28,7 +28,7 @@ impl IngestReport {
     pub fn line(&self) -> String {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
         format!(
-            "read {} / applied {} / unchanged {} / quarantined {} in {:.2}s ({:.0} records/s); customers created {}, merges {}",
+            "read {} / applied {} / unchanged {} / quarantined {} in {:.2}s ({:.0} records/s); customers created {}, merges {}, splits {}; {} candidate pairs scored",
             self.read,
             self.summary.applied,
             self.summary.unchanged,
@@ -37,6 +37,8 @@ impl IngestReport {
             self.read as f64 / secs,
             self.summary.customers_created,
             self.summary.merges,
+            self.summary.splits,
+            self.summary.pairs_scored,
         )
     }
 }

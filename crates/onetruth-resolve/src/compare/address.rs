@@ -205,7 +205,9 @@ fn city_key(city: Option<&str>) -> Option<String> {
     (!words.is_empty()).then(|| words.join(" "))
 }
 
-struct Parsed {
+/// An address parsed once for many comparisons ([`compare_prepared_address`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedAddress {
     street: Option<String>,
     house: Option<String>,
     postal: Option<String>,
@@ -213,15 +215,15 @@ struct Parsed {
     country: Option<String>,
 }
 
-impl Parsed {
-    fn new(a: &Address) -> Parsed {
+impl PreparedAddress {
+    pub fn new(a: &Address) -> PreparedAddress {
         let line = [a.line1.as_deref(), a.line2.as_deref()]
             .into_iter()
             .flatten()
             .collect::<Vec<_>>()
             .join(" ");
         let street = Some(normalize_street(&line)).filter(|s| !s.is_empty());
-        Parsed {
+        PreparedAddress {
             house: street.as_deref().and_then(house_number_of),
             street,
             postal: postal_key(a),
@@ -238,8 +240,12 @@ fn both<T: PartialEq>(a: &Option<T>, b: &Option<T>) -> Option<bool> {
 
 /// Compare two addresses.
 pub fn compare_address(a: &Address, b: &Address) -> AddressLevel {
+    compare_prepared_address(&PreparedAddress::new(a), &PreparedAddress::new(b))
+}
+
+/// [`compare_address`] on prepared addresses.
+pub fn compare_prepared_address(a: &PreparedAddress, b: &PreparedAddress) -> AddressLevel {
     use AddressLevel::*;
-    let (a, b) = (Parsed::new(a), Parsed::new(b));
     let street = both(&a.street, &b.street);
     let postal = both(&a.postal, &b.postal);
     let city = both(&a.city, &b.city);

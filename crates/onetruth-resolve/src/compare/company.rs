@@ -75,14 +75,19 @@ pub fn normalize_company(name: &str) -> String {
 
 /// Compare two company names. `None` or blank on either side is `Missing`.
 pub fn compare_company(a: Option<&str>, b: Option<&str>) -> CompanyLevel {
-    use CompanyLevel::*;
     let norm = |s: Option<&str>| s.map(normalize_company).filter(|s| !s.is_empty());
-    let (Some(a), Some(b)) = (norm(a), norm(b)) else {
-        return Missing;
-    };
+    match (norm(a), norm(b)) {
+        (Some(a), Some(b)) => compare_normalized_company(&a, &b),
+        _ => CompanyLevel::Missing,
+    }
+}
+
+/// [`compare_company`] on names already passed through [`normalize_company`] (non-empty).
+pub fn compare_normalized_company(a: &str, b: &str) -> CompanyLevel {
+    use CompanyLevel::*;
     if a == b || a.replace(' ', "") == b.replace(' ', "") {
         Exact
-    } else if jaro_winkler(&a, &b) >= COMPANY_SIMILAR_JW {
+    } else if jaro_winkler(a, b) >= COMPANY_SIMILAR_JW {
         Similar
     } else {
         Disagree

@@ -46,14 +46,25 @@ fn parse(s: &str) -> Option<[u8; 8]> {
 /// Compare two birth dates. `None`, blank or unparseable on either side is `Missing`: a value
 /// that is not a date says nothing either way.
 pub fn compare_birth_date(a: Option<&str>, b: Option<&str>) -> BirthDateLevel {
+    match (a.and_then(parse), b.and_then(parse)) {
+        (Some(a), Some(b)) => compare_birth_date_digits(&a, &b),
+        _ => BirthDateLevel::Missing,
+    }
+}
+
+/// The eight digits of an ISO date (`YYYY-MM-DD`), the prepared form for
+/// [`compare_birth_date_digits`]; `None` when it is not a plausible date.
+pub fn birth_date_digits(s: &str) -> Option<[u8; 8]> {
+    parse(s)
+}
+
+/// [`compare_birth_date`] on prepared digits.
+pub fn compare_birth_date_digits(a: &[u8; 8], b: &[u8; 8]) -> BirthDateLevel {
     use BirthDateLevel::*;
-    let (Some(a), Some(b)) = (a.and_then(parse), b.and_then(parse)) else {
-        return Missing;
-    };
     if a == b {
         return Exact;
     }
-    let differing = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+    let differing = a.iter().zip(b).filter(|(x, y)| x != y).count();
     if differing == 1 {
         return Typo;
     }

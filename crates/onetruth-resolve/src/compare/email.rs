@@ -59,34 +59,76 @@ pub fn canonical_mailbox(email: &str) -> String {
     format!("{local}@{domain}")
 }
 
+/// An email prepared once for many comparisons ([`compare_prepared_email`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedEmail {
+    address: String,
+    canonical: String,
+    /// `(local part, domain)` of the canonical mailbox, when it has an `@`.
+    parts: Option<(String, String)>,
+    /// The local part with dots removed.
+    local_dotless: String,
+}
+
+impl PreparedEmail {
+    /// `None` for a blank value.
+    pub fn new(email: &str) -> Option<PreparedEmail> {
+        let address = email.trim().to_lowercase();
+        if address.is_empty() {
+            return None;
+        }
+        let canonical = canonical_mailbox(&address);
+        let parts = canonical
+            .rsplit_once('@')
+            .map(|(l, d)| (l.to_string(), d.to_string()));
+        let local_dotless = parts
+            .as_ref()
+            .map(|(l, _)| l.replace('.', ""))
+            .unwrap_or_default();
+        Some(PreparedEmail {
+            address,
+            canonical,
+            parts,
+            local_dotless,
+        })
+    }
+}
+
 /// Compare two email addresses. `None` or blank on either side is `Missing`.
 pub fn compare_email(a: Option<&str>, b: Option<&str>) -> EmailLevel {
+    match (a.and_then(PreparedEmail::new), b.and_then(PreparedEmail::new)) {
+        (Some(a), Some(b)) => compare_prepared_email(&a, &b),
+        _ => EmailLevel::Missing,
+    }
+}
+
+/// [`compare_email`] on prepared emails.
+pub fn compare_prepared_email(a: &PreparedEmail, b: &PreparedEmail) -> EmailLevel {
     use EmailLevel::*;
-    let clean = |s: Option<&str>| s.map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty());
-    let (Some(a), Some(b)) = (clean(a), clean(b)) else {
-        return Missing;
-    };
-    if a == b {
+    if a.address == b.address {
         return Exact;
     }
-    let (ca, cb) = (canonical_mailbox(&a), canonical_mailbox(&b));
-    if ca == cb {
+    if a.canonical == b.canonical {
         return SameMailbox;
     }
-    let (Some((la, da)), Some((lb, db))) = (ca.rsplit_once('@'), cb.rsplit_once('@')) else {
+    let (Some((la, da)), Some((lb, db))) = (&a.parts, &b.parts) else {
         return Disagree;
     };
     // Across domains the dots are compared away too: Gmail has already dropped them on its
     // side, so "john.smith@gmail.com" reads "johnsmith" and must still meet "john.smith@acme.com".
     // On one domain a dot is a real difference and is left to the edit distance.
-    if da != db && la.replace('.', "") == lb.replace('.', "") {
+    if da != db && a.local_dotless == b.local_dotless {
         return SameLocalPart;
     }
+    let (la, lb) = (la.as_str(), lb.as_str());
     let shorter = la.chars().count().min(lb.chars().count());
     let allowed = if shorter >= 8 { 2 } else { 1 };
     // Optimal string alignment: Levenshtein that also counts a swap of two neighbouring
     // characters ("jsmiht") as one edit, the most common typing slip.
-    if shorter >= 4 && strsim::osa_distance(la, lb) <= allowed {
+    // The distance is at least the length difference: skip the quadratic part when that
+    // already rules it out (most pairs of unrelated addresses).
+    let longer = la.chars().count().max(lb.chars().count());
+    if shorter >= 4 && longer - shorter <= allowed && strsim::osa_distance(la, lb) <= allowed {
         return CloseLocalPart;
     }
     Disagree

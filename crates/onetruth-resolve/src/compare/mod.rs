@@ -37,18 +37,25 @@ mod nicknames;
 mod phone;
 
 pub use address::{
-    AddressLevel, compare_address, compare_addresses, house_number, normalize_street, postal_key,
+    AddressLevel, PreparedAddress, compare_address, compare_addresses, compare_prepared_address,
+    house_number, normalize_street, postal_key,
 };
-pub use company::{COMPANY_SIMILAR_JW, CompanyLevel, compare_company, normalize_company};
-pub use date::{BirthDateLevel, compare_birth_date};
-pub use email::{EmailLevel, canonical_mailbox, compare_email, compare_emails};
+pub use company::{
+    COMPANY_SIMILAR_JW, CompanyLevel, compare_company, compare_normalized_company,
+    normalize_company,
+};
+pub use date::{BirthDateLevel, birth_date_digits, compare_birth_date, compare_birth_date_digits};
+pub use email::{
+    EmailLevel, PreparedEmail, canonical_mailbox, compare_email, compare_emails,
+    compare_prepared_email,
+};
 pub use name::{
-    FamilyNameLevel, GivenNameLevel, NAME_CLOSE_JW, NAME_SIMILAR_JW, NameLevels, PersonName,
-    compare_family_name, compare_given_name, compare_names, family_name_key, names_swapped,
+    FamilyNameLevel, GivenNameLevel, NAME_CLOSE_JW, NAME_SIMILAR_JW, NameLevels, NameSpellings,
+    PersonName, compare_family_name, compare_given_name, compare_names, compare_prepared_names, family_name_key, names_swapped,
     normalize_name, split_full_name,
 };
 pub use nicknames::{are_nicknames, nickname_groups};
-pub use phone::{PhoneLevel, compare_phone, compare_phones};
+pub use phone::{PhoneLevel, compare_phone, compare_phone_digits, compare_phones, phone_digits};
 
 /// What every field's level enum offers, so the scorer can hold weights and parameters for any
 /// field generically.

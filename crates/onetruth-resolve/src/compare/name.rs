@@ -367,7 +367,10 @@ fn strong(level: GivenNameLevel) -> bool {
     matches!(level, GivenNameLevel::Exact | GivenNameLevel::Nickname)
 }
 
-struct NameSpellings {
+/// A name's normalized spellings, computed once for many comparisons
+/// ([`compare_prepared_names`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameSpellings {
     given: Vec<String>,
     family: Vec<String>,
     /// The family name read as a given name (middle initials dropped), for the cross check.
@@ -375,7 +378,12 @@ struct NameSpellings {
 }
 
 impl NameSpellings {
-    fn new(name: &PersonName) -> Self {
+    /// The normalized family name (first spelling), for term-frequency lookups.
+    pub fn family(&self) -> Option<&str> {
+        self.family.first().map(String::as_str)
+    }
+
+    pub fn new(name: &PersonName) -> Self {
         NameSpellings {
             given: given_spellings(name.given.as_deref()),
             family: family_spellings(name.family.as_deref()),
@@ -411,12 +419,16 @@ pub fn names_swapped(a: &PersonName, b: &PersonName) -> bool {
 /// Compare two names field by field. When the names are swapped ([`names_swapped`]) both
 /// levels are `Swapped`, so the scorer weighs the swap itself instead of two disagreements.
 pub fn compare_names(a: &PersonName, b: &PersonName) -> NameLevels {
-    let (sa, sb) = (NameSpellings::new(a), NameSpellings::new(b));
+    compare_prepared_names(&NameSpellings::new(a), &NameSpellings::new(b))
+}
+
+/// [`compare_names`] on prepared names.
+pub fn compare_prepared_names(sa: &NameSpellings, sb: &NameSpellings) -> NameLevels {
     let straight = NameLevels {
         given: given_level(&sa.given, &sb.given),
         family: family_level(&sa.family, &sb.family),
     };
-    if swapped(&sa, &sb, straight) {
+    if swapped(sa, sb, straight) {
         NameLevels {
             given: GivenNameLevel::Swapped,
             family: FamilyNameLevel::Swapped,

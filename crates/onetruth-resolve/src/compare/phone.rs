@@ -21,14 +21,22 @@ levels! {
 /// Compare two phone numbers by their digits. `None` or blank (no digits) on either side is
 /// `Missing`.
 pub fn compare_phone(a: Option<&str>, b: Option<&str>) -> PhoneLevel {
+    match (a.and_then(phone_digits), b.and_then(phone_digits)) {
+        (Some(a), Some(b)) => compare_phone_digits(&a, &b),
+        _ => PhoneLevel::Missing,
+    }
+}
+
+/// The digits of a phone number, the prepared form for [`compare_phone_digits`]; `None` when
+/// it has none.
+pub fn phone_digits(s: &str) -> Option<Vec<u8>> {
+    let d: Vec<u8> = s.bytes().filter(u8::is_ascii_digit).collect();
+    (!d.is_empty()).then_some(d)
+}
+
+/// [`compare_phone`] on prepared digits.
+pub fn compare_phone_digits(a: &[u8], b: &[u8]) -> PhoneLevel {
     use PhoneLevel::*;
-    let digits = |s: Option<&str>| {
-        s.map(|s| s.bytes().filter(u8::is_ascii_digit).collect::<Vec<u8>>())
-            .filter(|d| !d.is_empty())
-    };
-    let (Some(a), Some(b)) = (digits(a), digits(b)) else {
-        return Missing;
-    };
     if a == b {
         Exact
     } else if a.len() >= 7 && b.len() >= 7 && a[a.len() - 7..] == b[b.len() - 7..] {
