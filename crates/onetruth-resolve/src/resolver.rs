@@ -34,12 +34,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::RecordView;
 use crate::compare::{
-    BirthDateLevel, GivenNameLevel, PersonName, canonical_mailbox, compare_birth_date,
-    compare_names, family_name_key, house_number, nickname_groups, normalize_name, postal_key,
+    BirthDateLevel, GivenNameLevel, NameSpellings, PersonName, canonical_mailbox,
+    compare_birth_date_digits, compare_prepared_names, family_name_key, house_number,
+    nickname_groups, normalize_name, postal_key,
 };
 use crate::score::{
-    Band, Features, MatchParameters, MatchScore, TermFrequency, WeightTable,
-    score_records,
+    Band, Features, MatchParameters, MatchScore, TermFrequency, WeightTable, score_records,
 };
 
 /// A source record's id in the store.
@@ -261,10 +261,67 @@ pub struct Resolution {
     pub pairs_scored: u64,
 }
 
+/// A small set of record ids: one inline, more on the heap. Most blocking keys and most
+/// customers hold a single record, and at a million records the saved allocations matter.
+#[derive(Debug, Clone)]
+enum Members {
+    One(RecordId),
+    Many(Vec<RecordId>),
+}
+
+impl Default for Members {
+    fn default() -> Self {
+        Members::Many(Vec::new())
+    }
+}
+
+impl Members {
+    fn as_slice(&self) -> &[RecordId] {
+        match self {
+            Members::One(x) => std::slice::from_ref(x),
+            Members::Many(v) => v,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = RecordId> + '_ {
+        self.as_slice().iter().copied()
+    }
+
+    /// Add `id` (callers never add one twice).
+    fn push(&mut self, id: RecordId) {
+        match self {
+            Members::Many(v) if v.is_empty() => *self = Members::One(id),
+            Members::One(x) => *self = Members::Many(vec![*x, id]),
+            Members::Many(v) => v.push(id),
+        }
+    }
+
+    fn remove(&mut self, id: RecordId) {
+        match self {
+            Members::One(x) if *x == id => *self = Members::default(),
+            Members::One(_) => {}
+            Members::Many(v) => {
+                v.retain(|m| *m != id);
+                if v.len() == 1 {
+                    *self = Members::One(v[0]);
+                }
+            }
+        }
+    }
+}
+
+/// The records holding one blocking key. Most keys are held by one or two records, so the
+/// rarely needed parts (given-name counts, labels) live in side maps of [`Resolver`].
 struct Block {
-    members: Vec<RecordId>,
-    /// For identifier values: (given-name key, holders) of the holders that have a given name.
-    names: Vec<(u64, u32)>,
+    members: Members,
     is_value: bool,
     overflowed: bool,
     generic: bool,
@@ -274,16 +331,22 @@ impl Block {
     fn active(&self) -> bool {
         !self.overflowed && !self.generic
     }
+
+    fn flagged(&self) -> bool {
+        self.overflowed || self.generic
+    }
 }
 
+/// What the resolver keeps per record: no view, only what scoring, blocking and guards read.
 struct Entry {
-    view: RecordView,
-    /// The view prepared for scoring; rebuilt when a generic value flips.
+    /// `source \0 source_id`: orders records the way `(source, source_id)` tuples do, for
+    /// deterministic tie-breaks.
+    key: Box<str>,
+    /// The record prepared for scoring (generic values parked).
     features: Features,
-    /// Per identifier: linkable as screened by the identifier policy (before generic values).
-    screened: Vec<bool>,
-    /// Block key hashes, deduplicated; for each, the label and whether it is a value key.
-    keys: Vec<u64>,
+    /// Block key hashes, deduplicated.
+    keys: Box<[u64]>,
+    /// Given-name key for generic-value detection.
     name: Option<u64>,
     customer: Option<i64>,
     edges: Vec<Edge>,
@@ -391,8 +454,36 @@ fn hash_str(s: &str) -> u64 {
     h ^ (h >> 29)
 }
 
-fn sort_key(view: &RecordView) -> (&str, &str) {
-    (&view.source, &view.source_id)
+fn entry_key(view: &RecordView) -> Box<str> {
+    format!("{}\0{}", view.source, view.source_id).into()
+}
+
+/// What the resolver needs of a record, computed from its view without the resolver (so the
+/// ingest pipeline can do it off the writer thread): the record's sort key, its prepared
+/// features, its blocking keys with their hashes and its given-name key.
+#[derive(Debug, Clone)]
+pub struct ResolverInput {
+    key: Box<str>,
+    features: Features,
+    keys: Vec<(u64, BlockingKey)>,
+    name: Option<u64>,
+}
+
+impl ResolverInput {
+    /// Identifiers count as the policy screened them (`linkable`); generic values are applied
+    /// when the record is inserted.
+    pub fn of(view: &RecordView) -> ResolverInput {
+        let screened: Vec<bool> = view.identifiers.iter().map(|i| i.linkable).collect();
+        ResolverInput {
+            key: entry_key(view),
+            features: Features::of(view),
+            keys: blocking_keys(view, &screened)
+                .into_iter()
+                .map(|k| (hash_str(&k.label), k))
+                .collect(),
+            name: given_name_key(view),
+        }
+    }
 }
 
 /// Curator decisions the resolver obeys.
@@ -409,9 +500,13 @@ pub struct Resolver {
     weights: WeightTable,
     tf: Box<dyn TermFrequency + Send + Sync>,
     config: ResolverConfig,
-    entries: HashMap<RecordId, Entry>,
+    entries: HashMap<RecordId, Box<Entry>>,
     blocks: HashMap<u64, Block>,
-    customers: HashMap<i64, BTreeSet<RecordId>>,
+    /// For value blocks with more holders than `generic_value_names`: (given-name key, holders).
+    block_names: HashMap<u64, Vec<(u64, u32)>>,
+    /// Labels of overflowed or generic blocks, to report when they flip back.
+    block_labels: HashMap<u64, BlockingKey>,
+    customers: HashMap<i64, Members>,
     overrides: Overrides,
     /// Records whose edges must be recomputed.
     dirty: BTreeSet<RecordId>,
@@ -439,6 +534,8 @@ impl Resolver {
             config,
             entries: HashMap::new(),
             blocks: HashMap::new(),
+            block_names: HashMap::new(),
+            block_labels: HashMap::new(),
             customers: HashMap::new(),
             overrides: Overrides::default(),
             dirty: BTreeSet::new(),
@@ -472,9 +569,11 @@ impl Resolver {
         self.entries.get(&id).and_then(|e| e.customer)
     }
 
-    /// The view of a held record, with generic values marked unlinkable.
-    pub fn view(&self, id: RecordId) -> Option<&RecordView> {
-        self.entries.get(&id).map(|e| &e.view)
+    /// Whether an identifier value is generic (held by too many different names to link).
+    pub fn is_generic(&self, kind: &str, value: &str) -> bool {
+        self.blocks
+            .get(&hash_str(&value_label(kind, value)))
+            .is_some_and(|b| b.generic)
     }
 
     /// Score two views the way the resolver does.
@@ -495,8 +594,8 @@ impl Resolver {
     }
 
     /// Add a stored record with its customer (loading).
-    pub fn load_record(&mut self, id: RecordId, view: RecordView, customer: i64) {
-        self.insert(id, view, Some(customer));
+    pub fn load_record(&mut self, id: RecordId, input: ResolverInput, customer: i64) {
+        self.insert(id, input, Some(customer));
     }
 
     /// Add a stored edge (loading). Unknown records are ignored.
@@ -525,9 +624,9 @@ impl Resolver {
     }
 
     /// Add or replace a live entity record.
-    pub fn upsert(&mut self, id: RecordId, view: RecordView) {
+    pub fn upsert(&mut self, id: RecordId, input: ResolverInput) {
         let customer = self.take(id);
-        self.insert(id, view, customer);
+        self.insert(id, input, customer);
         self.mark_dirty(id);
     }
 
@@ -580,52 +679,84 @@ impl Resolver {
         }
     }
 
-    fn insert(&mut self, id: RecordId, mut view: RecordView, customer: Option<i64>) {
-        let screened: Vec<bool> = view.identifiers.iter().map(|i| i.linkable).collect();
-        let name = given_name_key(&view);
-        let keys = blocking_keys(&view, &screened);
+    fn insert(&mut self, id: RecordId, input: ResolverInput, customer: Option<i64>) {
+        let ResolverInput {
+            key: entry_key,
+            mut features,
+            keys,
+            name,
+        } = input;
         let mut hashes = Vec::with_capacity(keys.len());
-        for key in keys {
-            let h = hash_str(&key.label);
+        for (h, key) in keys {
             hashes.push(h);
             let block = self.blocks.entry(h).or_insert_with(|| Block {
-                members: Vec::new(),
-                names: Vec::new(),
+                members: Members::default(),
                 is_value: key.value.is_some(),
                 overflowed: false,
                 generic: false,
             });
             block.members.push(id);
-            if let Some(n) = name.filter(|_| block.is_value) {
-                match block.names.iter_mut().find(|(k, _)| *k == n) {
-                    Some((_, c)) => *c += 1,
-                    None => block.names.push((n, 1)),
-                }
+            if block.is_value {
+                self.count_name(h, name, id);
             }
-            self.check_flips(h, &key);
-        }
-        // Generic values stay in the view but stop linking.
-        for (ident, ok) in view.identifiers.iter_mut().zip(&screened) {
-            if *ok {
-                let h = hash_str(&value_label(ident.kind.as_str(), &ident.value));
-                ident.linkable = self.blocks.get(&h).is_none_or(|b| !b.generic);
+            self.check_flips(h, Some(&key));
+            // Generic values stay on the record but are not compared.
+            if let Some((kind, value)) = &key.value
+                && self.blocks.get(&h).is_some_and(|b| b.generic)
+            {
+                features.set_generic(kind, value, true);
             }
         }
         if let Some(c) = customer {
-            self.customers.entry(c).or_default().insert(id);
+            self.customers.entry(c).or_default().push(id);
         }
         self.entries.insert(
             id,
-            Entry {
-                features: Features::of(&view),
-                view,
-                screened,
-                keys: hashes,
+            Box::new(Entry {
+                key: entry_key,
+                features,
+                keys: hashes.into_boxed_slice(),
                 name,
                 customer,
                 edges: Vec::new(),
-            },
+            }),
         );
+    }
+
+    /// Count a new holder's given name in a value block, once the block has more holders than
+    /// `generic_value_names` (below that it cannot be generic, so most blocks keep no counts).
+    /// `new` is the holder being inserted (not in `entries` yet).
+    fn count_name(&mut self, h: u64, name: Option<u64>, new: RecordId) {
+        let Some(block) = self.blocks.get(&h) else {
+            return;
+        };
+        if block.members.len() <= self.config.generic_value_names {
+            return;
+        }
+        if let Some(names) = self.block_names.get_mut(&h) {
+            if let Some(n) = name {
+                match names.iter_mut().find(|(k, _)| *k == n) {
+                    Some((_, c)) => *c += 1,
+                    None => names.push((n, 1)),
+                }
+            }
+            return;
+        }
+        let mut names: Vec<(u64, u32)> = Vec::new();
+        for m in block.members.iter() {
+            let n = if m == new {
+                name
+            } else {
+                self.entries.get(&m).and_then(|e| e.name)
+            };
+            if let Some(n) = n {
+                match names.iter_mut().find(|(k, _)| *k == n) {
+                    Some((_, c)) => *c += 1,
+                    None => names.push((n, 1)),
+                }
+            }
+        }
+        self.block_names.insert(h, names);
     }
 
     /// Take a record out of every index; returns its customer. Its old customer and its old
@@ -640,33 +771,37 @@ impl Resolver {
                 }
             }
         }
-        // The labels are needed only for flips; rebuild them from the view.
-        let labels = blocking_keys(&entry.view, &entry.screened);
-        for (h, key) in entry.keys.iter().zip(&labels) {
-            if let Some(block) = self.blocks.get_mut(h) {
-                block.members.retain(|m| *m != id);
-                if let Some(n) = entry.name.filter(|_| block.is_value)
-                    && let Some(pos) = block.names.iter().position(|(k, _)| *k == n)
+        for h in entry.keys.iter() {
+            let Some(block) = self.blocks.get_mut(h) else {
+                continue;
+            };
+            block.members.remove(id);
+            let (len, flagged) = (block.members.len(), block.flagged());
+            if len <= self.config.generic_value_names {
+                self.block_names.remove(h);
+            } else if let Some(names) = self.block_names.get_mut(h)
+                && let Some(n) = entry.name
+                && let Some(pos) = names.iter().position(|(k, _)| *k == n)
+            {
+                names[pos].1 -= 1;
+                if names[pos].1 == 0 {
+                    names.swap_remove(pos);
+                }
+            }
+            if len == 0 {
+                self.blocks.remove(h);
+                if let Some(label) = self.block_labels.remove(h)
+                    && flagged
                 {
-                    block.names[pos].1 -= 1;
-                    if block.names[pos].1 == 0 {
-                        block.names.swap_remove(pos);
-                    }
+                    self.report(&label, false, 0, 0);
                 }
-                if block.members.is_empty() {
-                    let was_flagged = block.overflowed || block.generic;
-                    self.blocks.remove(h);
-                    if was_flagged {
-                        self.report_cleared(key);
-                    }
-                } else {
-                    self.check_flips(*h, key);
-                }
+            } else {
+                self.check_flips(*h, None);
             }
         }
         if let Some(c) = entry.customer {
             if let Some(set) = self.customers.get_mut(&c) {
-                set.remove(&id);
+                set.remove(id);
                 if set.is_empty() {
                     self.customers.remove(&c);
                 }
@@ -678,33 +813,36 @@ impl Resolver {
         entry.customer
     }
 
-    fn report_cleared(&mut self, key: &BlockingKey) {
+    /// Report a flip of a block's state (not while loading).
+    fn report(&mut self, key: &BlockingKey, flagged: bool, names: usize, records: usize) {
         if self.loading {
             return;
         }
-        match &key.value {
-            Some((kind, value)) => self.flips.push(KeyFlip::Generic {
+        self.flips.push(match &key.value {
+            Some((kind, value)) => KeyFlip::Generic {
                 kind: kind.clone(),
                 value: value.clone(),
-                names: 0,
-                records: 0,
-                generic: false,
-            }),
-            None => self.flips.push(KeyFlip::Overflow {
+                names,
+                records,
+                generic: flagged,
+            },
+            None => KeyFlip::Overflow {
                 key: key.label.clone(),
-                records: 0,
-                overflowed: false,
-            }),
-        }
+                records,
+                overflowed: flagged,
+            },
+        });
     }
 
     /// Recompute a block's overflow and generic state; on a flip its members' edges change.
-    fn check_flips(&mut self, h: u64, key: &BlockingKey) {
+    /// `key` is the block's label when the caller has it (inserts); flagged blocks keep theirs.
+    fn check_flips(&mut self, h: u64, key: Option<&BlockingKey>) {
         let Some(block) = self.blocks.get_mut(&h) else {
             return;
         };
+        let names = self.block_names.get(&h).map_or(0, Vec::len);
         let overflowed = block.members.len() > self.config.max_block_size;
-        let generic = block.is_value && block.names.len() > self.config.generic_value_names;
+        let generic = block.is_value && names > self.config.generic_value_names;
         if overflowed == block.overflowed && generic == block.generic {
             return;
         }
@@ -712,35 +850,37 @@ impl Resolver {
         let generic_flipped = generic != block.generic;
         block.overflowed = overflowed;
         block.generic = generic;
-        let names = block.names.len();
-        if !self.loading {
-            if generic_flipped && let Some((kind, value)) = &key.value {
-                self.flips.push(KeyFlip::Generic {
-                    kind: kind.clone(),
-                    value: value.clone(),
-                    names,
-                    records: members.len(),
-                    generic,
-                });
-            } else if !generic_flipped {
-                self.flips.push(KeyFlip::Overflow {
-                    key: key.label.clone(),
-                    records: members.len(),
-                    overflowed,
-                });
-            }
+        let flagged = overflowed || generic;
+        let label = match key {
+            Some(k) => k.clone(),
+            None => match self.block_labels.get(&h) {
+                Some(k) => k.clone(),
+                // A block only flips back from flagged on removals, and flagged blocks keep
+                // their label, so this is unreachable; without a label there is nothing to say.
+                None => return,
+            },
+        };
+        if flagged {
+            self.block_labels.insert(h, label.clone());
+        } else {
+            self.block_labels.remove(&h);
         }
-        for m in members {
-            if generic_flipped && let Some(entry) = self.entries.get_mut(&m) {
-                for (ident, ok) in entry.view.identifiers.iter_mut().zip(&entry.screened) {
-                    if *ok
-                        && key.value.as_ref().is_some_and(|(k, v)| {
-                            ident.kind.as_str() == k.as_str() && ident.value == *v
-                        })
-                    {
-                        ident.linkable = !generic;
-                    }
-                }
+        // A value block reports its generic flips; any other change is an overflow flip.
+        if generic_flipped && label.value.is_some() {
+            self.report(&label, generic, names, members.len());
+        } else if !generic_flipped {
+            let overflow_label = BlockingKey {
+                label: label.label.clone(),
+                value: None,
+            };
+            self.report(&overflow_label, overflowed, names, members.len());
+        }
+        for m in members.iter() {
+            if generic_flipped
+                && let Some((kind, value)) = &label.value
+                && let Some(entry) = self.entries.get_mut(&m)
+            {
+                entry.features.set_generic(kind, value, generic);
             }
             self.mark_dirty(m);
         }
@@ -824,7 +964,7 @@ impl Resolver {
         let seeds = std::mem::take(&mut self.seed_customers);
         for c in &seeds {
             if let Some(members) = self.customers.get(c) {
-                queue.extend(members.iter().copied());
+                queue.extend(members.iter());
             }
         }
         let mut seen_customers: HashSet<i64> = seeds.iter().copied().collect();
@@ -849,7 +989,7 @@ impl Resolver {
                 && seen_customers.insert(c)
                 && let Some(members) = self.customers.get(&c)
             {
-                queue.extend(members.iter().copied());
+                queue.extend(members.iter());
             }
         }
         let removed = std::mem::take(&mut self.removed);
@@ -874,7 +1014,7 @@ impl Resolver {
         };
         for h in &entry.keys {
             if let Some(b) = self.blocks.get(h).filter(|b| b.active()) {
-                out.extend(b.members.iter().copied().filter(|m| *m != id));
+                out.extend(b.members.iter().filter(|m| *m != id));
             }
         }
         out.sort_unstable();
@@ -886,56 +1026,63 @@ impl Resolver {
     /// by record key, parts sorted by size descending then first key) and the evidence of every
     /// pair touching the set.
     fn cluster(&self, records: &BTreeSet<RecordId>) -> (Vec<Vec<RecordId>>, Vec<PairEvidence>) {
-        let key = |r: RecordId| sort_key(&self.entries[&r].view);
-        let mut uf = UnionFind::new(records.iter().copied(), |r| {
-            ClusterFacts::of(&self.entries[&r].view, &self.config, r)
-        });
+        let key = |r: RecordId| -> &str { &self.entries[&r].key };
         let mut evidence = Vec::new();
-        // Force-merges first: curators win.
+        // Link edges inside the set (each pair once, from its smaller id), with their keys
+        // looked up once for sorting; and the records that take part in any link.
+        let mut links: Vec<(f64, [&str; 2], RecordId, RecordId)> = Vec::new();
+        let mut linked: Vec<RecordId> = Vec::new();
         for &r in records {
-            if let Some(f) = self.overrides.force.get(&r) {
-                for &o in f.iter().filter(|o| **o > r && records.contains(o)) {
-                    uf.union(r, o);
-                    let weight = self.pair_weight(r, o);
-                    evidence.push(PairEvidence {
-                        a: r,
-                        b: o,
-                        weight,
-                        status: LinkStatus::Forced,
-                    });
-                }
-            }
-        }
-        let mut links = Vec::new();
-        for &r in records {
+            let forced = self.overrides.force.get(&r);
+            let mut takes_part = forced.is_some_and(|f| f.iter().any(|o| records.contains(o)));
             for e in &self.entries[&r].edges {
-                if e.other < r && records.contains(&e.other) {
-                    continue; // each pair once, from its smaller id
+                let inside = records.contains(&e.other);
+                if e.band == Band::Link && inside {
+                    takes_part = true;
                 }
-                if e.band == Band::Link && records.contains(&e.other) {
-                    links.push((r, *e));
+                if inside && e.other < r {
+                    continue;
+                }
+                if e.band == Band::Link && inside {
+                    if forced.is_some_and(|f| f.contains(&e.other)) {
+                        continue; // recorded as forced below
+                    }
+                    links.push((e.weight, ordered(key(r), key(e.other)), r, e.other));
                 } else {
-                    let (a, b) = (r.min(e.other), r.max(e.other));
                     evidence.push(PairEvidence {
-                        a,
-                        b,
+                        a: r.min(e.other),
+                        b: r.max(e.other),
                         weight: Some(e.weight),
                         status: LinkStatus::Possible,
                     });
                 }
             }
-        }
-        links.sort_by(|(ra, ea), (rb, eb)| {
-            let ka = ordered(key(*ra), key(ea.other));
-            let kb = ordered(key(*rb), key(eb.other));
-            eb.weight.total_cmp(&ea.weight).then_with(|| ka.cmp(&kb))
-        });
-        for (r, e) in links {
-            let (a, b) = (r.min(e.other), r.max(e.other));
-            let forced = self.overrides.force.get(&a).is_some_and(|f| f.contains(&b));
-            if forced {
-                continue; // already recorded as forced
+            if takes_part {
+                linked.push(r);
             }
+        }
+        // Records without links are parts of their own; only linked ones need union-find and
+        // the facts guards read.
+        let mut uf = UnionFind::new(linked.iter().copied(), |r| {
+            ClusterFacts::of(&self.entries[&r].features, &self.config, r)
+        });
+        // Force-merges first: curators win.
+        for &r in &linked {
+            if let Some(f) = self.overrides.force.get(&r) {
+                for &o in f.iter().filter(|o| **o > r && records.contains(o)) {
+                    uf.union(r, o);
+                    evidence.push(PairEvidence {
+                        a: r,
+                        b: o,
+                        weight: self.pair_weight(r, o),
+                        status: LinkStatus::Forced,
+                    });
+                }
+            }
+        }
+        links.sort_by(|(wa, ka, ..), (wb, kb, ..)| wb.total_cmp(wa).then_with(|| ka.cmp(kb)));
+        for (weight, _, x, y) in links {
+            let (a, b) = (x.min(y), x.max(y));
             let status = if uf.find(a) == uf.find(b) {
                 LinkStatus::Implied
             } else if self.overrides.detached.contains(&a) || self.overrides.detached.contains(&b) {
@@ -949,23 +1096,30 @@ impl Resolver {
             evidence.push(PairEvidence {
                 a,
                 b,
-                weight: Some(e.weight),
+                weight: Some(weight),
                 status,
             });
         }
-        let mut parts: BTreeMap<RecordId, Vec<RecordId>> = BTreeMap::new();
-        for &r in records {
-            parts.entry(uf.find(r)).or_default().push(r);
+        let mut grouped: HashMap<RecordId, Vec<(&str, RecordId)>> = HashMap::new();
+        for &r in &linked {
+            grouped.entry(uf.find(r)).or_default().push((key(r), r));
         }
-        let mut parts: Vec<Vec<RecordId>> = parts.into_values().collect();
+        let in_groups: HashSet<RecordId> = linked.iter().copied().collect();
+        let mut parts: Vec<Vec<(&str, RecordId)>> = grouped.into_values().collect();
+        parts.extend(
+            records
+                .iter()
+                .filter(|r| !in_groups.contains(r))
+                .map(|&r| vec![(key(r), r)]),
+        );
         for p in &mut parts {
-            p.sort_by(|a, b| key(*a).cmp(&key(*b)));
+            p.sort_unstable();
         }
-        parts.sort_by(|a, b| {
-            b.len()
-                .cmp(&a.len())
-                .then_with(|| key(a[0]).cmp(&key(b[0])))
-        });
+        parts.sort_unstable_by(|a, b| b.len().cmp(&a.len()).then_with(|| a[0].0.cmp(b[0].0)));
+        let parts = parts
+            .into_iter()
+            .map(|p| p.into_iter().map(|(_, r)| r).collect())
+            .collect();
         (parts, evidence)
     }
 
@@ -1055,14 +1209,14 @@ impl Resolver {
                             ch.absorbed.push(prev);
                         }
                         if let Some(set) = self.customers.get_mut(&prev) {
-                            set.remove(r);
+                            set.remove(*r);
                             if set.is_empty() {
                                 self.customers.remove(&prev);
                             }
                         }
                     }
                     entry.customer = Some(id);
-                    self.customers.entry(id).or_default().insert(*r);
+                    self.customers.entry(id).or_default().push(*r);
                     out.assignments.push((*r, id));
                 }
                 if dirty.contains(r) {
@@ -1145,12 +1299,12 @@ impl Resolver {
     pub fn partition(&self) -> BTreeMap<i64, BTreeSet<RecordId>> {
         self.customers
             .iter()
-            .map(|(c, r)| (*c, r.clone()))
+            .map(|(c, r)| (*c, r.iter().collect()))
             .collect()
     }
 }
 
-fn ordered<'a>(a: (&'a str, &'a str), b: (&'a str, &'a str)) -> [(&'a str, &'a str); 2] {
+fn ordered<'a>(a: &'a str, b: &'a str) -> [&'a str; 2] {
     if a <= b { [a, b] } else { [b, a] }
 }
 
@@ -1159,44 +1313,45 @@ fn ordered<'a>(a: (&'a str, &'a str), b: (&'a str, &'a str)) -> [(&'a str, &'a s
 struct ClusterFacts {
     records: Vec<RecordId>,
     emails: BTreeSet<String>,
-    phones: BTreeSet<String>,
+    phones: BTreeSet<Vec<u8>>,
     unique: BTreeSet<(String, String)>,
-    birth_dates: Vec<String>,
+    birth_dates: Vec<[u8; 8]>,
     /// Names with a given name (a family name alone says nothing about the given one).
-    names: Vec<PersonName>,
+    names: Vec<NameSpellings>,
 }
 
 impl ClusterFacts {
-    fn of(view: &RecordView, config: &ResolverConfig, id: RecordId) -> ClusterFacts {
-        let mut f = ClusterFacts {
+    fn of(f: &Features, config: &ResolverConfig, id: RecordId) -> ClusterFacts {
+        let mut facts = ClusterFacts {
             records: vec![id],
+            emails: f.emails().map(str::to_string).collect(),
+            phones: f.phones().iter().cloned().collect(),
             ..ClusterFacts::default()
         };
-        for i in view.identifiers.iter().filter(|i| i.linkable) {
-            match &i.kind {
-                IdentifierKind::Email => {
-                    f.emails.insert(i.value.clone());
-                }
-                IdentifierKind::Phone => {
-                    f.phones.insert(i.value.clone());
-                }
-                _ => {}
-            }
-            if config.unique_kinds.iter().any(|k| k == i.kind.as_str()) {
-                f.unique
-                    .insert((i.kind.as_str().to_string(), i.value.clone()));
+        for kind in &config.unique_kinds {
+            match kind.as_str() {
+                "email" => facts
+                    .unique
+                    .extend(f.emails().map(|e| (kind.clone(), e.to_string()))),
+                "phone" => facts.unique.extend(
+                    f.phones()
+                        .iter()
+                        .map(|p| (kind.clone(), String::from_utf8_lossy(p).into_owned())),
+                ),
+                _ => facts
+                    .unique
+                    .extend(f.identifiers().iter().filter(|(k, _)| k == kind).cloned()),
             }
         }
         if config.unique_birth_date
-            && let Some(d) = view.attributes.birth_date.as_deref()
+            && let Some(d) = f.birth_date()
         {
-            f.birth_dates.push(d.to_string());
+            facts.birth_dates.push(*d);
         }
-        let name = PersonName::from_attributes(&view.attributes);
-        if config.unique_given_name && name.given.is_some() {
-            f.names.push(name);
+        if config.unique_given_name && f.name().has_given() {
+            facts.names.push(f.name().clone());
         }
-        f
+        facts
     }
 
     fn absorb(&mut self, other: ClusterFacts) {
@@ -1204,7 +1359,11 @@ impl ClusterFacts {
         self.emails.extend(other.emails);
         self.phones.extend(other.phones);
         self.unique.extend(other.unique);
-        self.birth_dates.extend(other.birth_dates);
+        for d in other.birth_dates {
+            if !self.birth_dates.contains(&d) {
+                self.birth_dates.push(d);
+            }
+        }
         for n in other.names {
             if !self.names.contains(&n) {
                 self.names.push(n);
@@ -1303,7 +1462,7 @@ impl UnionFind {
         let dates_conflict = small.birth_dates.iter().any(|x| {
             big.birth_dates.iter().any(|y| {
                 matches!(
-                    compare_birth_date(Some(x), Some(y)),
+                    compare_birth_date_digits(x, y),
                     BirthDateLevel::SameYear | BirthDateLevel::Disagree
                 )
             })
@@ -1315,7 +1474,7 @@ impl UnionFind {
         let names_conflict = small.names.iter().any(|x| {
             big.names
                 .iter()
-                .any(|y| compare_names(x, y).given == GivenNameLevel::Disagree)
+                .any(|y| compare_prepared_names(x, y).given == GivenNameLevel::Disagree)
         });
         if names_conflict {
             return Some(Guard::GivenName);
@@ -1333,7 +1492,7 @@ impl UnionFind {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::score::NoTermFrequency;
+    use crate::score::{NoTermFrequency, score_features};
     use onetruth_model::{Attributes, Identifier};
 
     fn ident(kind: IdentifierKind, value: &str) -> Identifier {
@@ -1383,7 +1542,7 @@ mod tests {
     /// Ingest `(id, spec)` records one batch, resolve; returns the resolution.
     fn ingest(r: &mut Resolver, next: &mut i64, records: &[(RecordId, &str)]) -> Resolution {
         for (id, spec) in records {
-            r.upsert(*id, view(&format!("r{id:03}"), spec));
+            r.upsert(*id, ResolverInput::of(&view(&format!("r{id:03}"), spec)));
         }
         r.resolve(next)
     }
@@ -1469,7 +1628,7 @@ mod tests {
             KeyFlip::Generic { value, generic: true, .. } if value == "+14155550199"
         )));
         assert!(
-            r.view(1).unwrap().identifiers.iter().all(|i| !i.linkable),
+            r.is_generic("phone", "+14155550199"),
             "the generic value no longer links"
         );
     }
@@ -1496,7 +1655,7 @@ mod tests {
         r.upsert(5, {
             let mut v = view("r005", "Ann Lee - a@x.com -");
             v.identifiers.push(ident(IdentifierKind::Email, "b@x.com"));
-            v
+            ResolverInput::of(&v)
         });
         r.resolve(&mut next);
         assert_eq!(groups(&r), set(&[&[1, 2, 3, 4, 5, 6]]));
@@ -1561,8 +1720,8 @@ mod tests {
         a.identifiers.push(nid("111"));
         let mut b = view("b", "Ann Lee - a@x.com -");
         b.identifiers.push(nid("222"));
-        r.upsert(1, a);
-        r.upsert(2, b);
+        r.upsert(1, ResolverInput::of(&a));
+        r.upsert(2, ResolverInput::of(&b));
         let res = r.resolve(&mut next);
         assert_eq!(groups(&r), set(&[&[1], &[2]]));
         assert!(
@@ -1581,7 +1740,7 @@ mod tests {
         );
         let mut c = view("c", "Bo Ek 1985-06-30 bo2@x.com -");
         c.identifiers[0].kind = IdentifierKind::Email;
-        r.upsert(5, c);
+        r.upsert(5, ResolverInput::of(&c));
         r.resolve(&mut next);
         assert_ne!(r.customer_of(3), r.customer_of(5));
     }
@@ -1599,7 +1758,11 @@ mod tests {
                 let (fa, fb) = (Features::of(a), Features::of(b));
                 let explained = score_features(&fa, &fb, &r.params, &NoTermFrequency, 20.0);
                 let fast = r.weights.total(&fa, &fb, &r.params, &NoTermFrequency, 20.0);
-                assert_eq!(fast.to_bits(), explained.total_weight.to_bits(), "{a:?} {b:?}");
+                assert_eq!(
+                    fast.to_bits(),
+                    explained.total_weight.to_bits(),
+                    "{a:?} {b:?}"
+                );
             }
         }
     }
@@ -1636,7 +1799,10 @@ mod tests {
             bounds.sort_unstable();
             for end in bounds {
                 for &i in &order[start.min(end)..end] {
-                    r.upsert(i as RecordId, view(&format!("r{i:03}"), POOL[i]));
+                    r.upsert(
+                        i as RecordId,
+                        ResolverInput::of(&view(&format!("r{i:03}"), POOL[i])),
+                    );
                 }
                 r.resolve(&mut next);
                 start = start.max(end);

@@ -26,9 +26,9 @@ use crate::RecordView;
 use crate::compare::{
     AddressLevel, BirthDateLevel, CompanyLevel, EmailLevel, FamilyNameLevel, GivenNameLevel, Level,
     NameSpellings, PersonName, PhoneLevel, PreparedAddress, PreparedEmail, best_pair,
-    birth_date_digits, compare_birth_date_digits, compare_normalized_company,
-    compare_phone_digits, compare_prepared_address, compare_prepared_email,
-    compare_prepared_names, normalize_company, phone_digits,
+    birth_date_digits, compare_birth_date_digits, compare_normalized_company, compare_phone_digits,
+    compare_prepared_address, compare_prepared_email, compare_prepared_names, normalize_company,
+    phone_digits,
 };
 
 /// The parameter format version this code reads and writes. Bump it when the meaning of a
@@ -438,6 +438,15 @@ pub struct Features {
     company: Option<String>,
     /// Linkable external and custom identifiers, `(kind, value)`, sorted.
     identifiers: Vec<(String, String)>,
+    /// Values set aside because they are generic ([`Features::set_generic`]).
+    parked: Vec<Parked>,
+}
+
+#[derive(Debug, Clone)]
+enum Parked {
+    Email(PreparedEmail),
+    Phone(Vec<u8>),
+    Identifier((String, String)),
 }
 
 impl Features {
@@ -475,7 +484,77 @@ impl Features {
                 .map(normalize_company)
                 .filter(|c| !c.is_empty()),
             identifiers,
+            parked: Vec::new(),
         }
+    }
+
+    /// Stop (`generic = true`) or resume comparing one identifier value: a generic value
+    /// (a switchboard, a shared inbox) is no evidence. `value` is normalized as stored.
+    pub fn set_generic(&mut self, kind: &str, value: &str, generic: bool) {
+        if generic {
+            let parked = match kind {
+                "email" => self
+                    .emails
+                    .iter()
+                    .position(|e| e.address() == value)
+                    .map(|i| Parked::Email(self.emails.remove(i))),
+                "phone" => {
+                    let digits = phone_digits(value).unwrap_or_default();
+                    self.phones
+                        .iter()
+                        .position(|p| *p == digits)
+                        .map(|i| Parked::Phone(self.phones.remove(i)))
+                }
+                _ => self
+                    .identifiers
+                    .iter()
+                    .position(|(k, v)| k == kind && v == value)
+                    .map(|i| Parked::Identifier(self.identifiers.remove(i))),
+            };
+            self.parked.extend(parked);
+        } else {
+            let digits = (kind == "phone").then(|| phone_digits(value).unwrap_or_default());
+            let Some(i) = self.parked.iter().position(|p| match p {
+                Parked::Email(e) => kind == "email" && e.address() == value,
+                Parked::Phone(d) => digits.as_ref() == Some(d),
+                Parked::Identifier((k, v)) => k == kind && v == value,
+            }) else {
+                return;
+            };
+            match self.parked.remove(i) {
+                Parked::Email(e) => self.emails.push(e),
+                Parked::Phone(d) => self.phones.push(d),
+                Parked::Identifier(x) => {
+                    let at = self.identifiers.binary_search(&x).unwrap_or_else(|e| e);
+                    self.identifiers.insert(at, x);
+                }
+            }
+        }
+    }
+
+    /// The prepared name.
+    pub fn name(&self) -> &NameSpellings {
+        &self.name
+    }
+
+    /// The birth date's digits, when it parses.
+    pub fn birth_date(&self) -> Option<&[u8; 8]> {
+        self.birth_date.as_ref()
+    }
+
+    /// Compared emails (generic ones excluded).
+    pub fn emails(&self) -> impl Iterator<Item = &str> {
+        self.emails.iter().map(PreparedEmail::address)
+    }
+
+    /// Compared phones as digits (generic ones excluded).
+    pub fn phones(&self) -> &[Vec<u8>] {
+        &self.phones
+    }
+
+    /// Compared external and custom identifiers, `(kind, value)`, sorted.
+    pub fn identifiers(&self) -> &[(String, String)] {
+        &self.identifiers
     }
 
     /// Whether the two share a linkable external or custom identifier.
@@ -672,7 +751,11 @@ impl WeightTable {
         let cmp = compare_features(a, b);
         let family = match cmp.family_name {
             FamilyNameLevel::Exact => family_tf_u(&cmp, params, tf)
-                .and_then(|u| params.level(FamilyNameLevel::FIELD, "exact").map(|p| (p.m / u).log2()))
+                .and_then(|u| {
+                    params
+                        .level(FamilyNameLevel::FIELD, "exact")
+                        .map(|p| (p.m / u).log2())
+                })
                 .unwrap_or(self.fields[1][level_index(cmp.family_name)]),
             l => self.fields[1][level_index(l)],
         };
@@ -711,7 +794,13 @@ pub fn score_records(
     tf: &dyn TermFrequency,
     identifier_weight: f64,
 ) -> MatchScore {
-    score_features(&Features::of(a), &Features::of(b), params, tf, identifier_weight)
+    score_features(
+        &Features::of(a),
+        &Features::of(b),
+        params,
+        tf,
+        identifier_weight,
+    )
 }
 
 /// [`score_records`] on prepared records.

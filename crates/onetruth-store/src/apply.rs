@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
 
 use onetruth_model::{Attributes, Event, Identifier, Op, SourceRecord};
+use onetruth_resolve::resolver::ResolverInput;
 use onetruth_resolve::resolver::{CustomerChange, CustomerStatus, KeyFlip, LinkStatus, RecordId};
 use onetruth_resolve::score::{MatchParameters, NoTermFrequency};
 use onetruth_resolve::{IdentifierPolicy, RecordView, Resolver, ResolverConfig};
@@ -92,11 +93,13 @@ pub struct PreparedRecord {
     source_id: String,
     version: i64,
     deleted: bool,
-    /// Identifiers, attributes and events of the record: the writer indexes identifiers and
-    /// events and hands identifiers and attributes to the resolver.
+    /// Identifiers and events of the record, for the identifier and event indexes (its
+    /// attributes live only in `record_json` and in `resolver_input`).
     identifiers: Vec<Identifier>,
-    attributes: Attributes,
     events: Vec<Event>,
+    /// What the resolver needs (features, blocking keys), for entity records; computed here,
+    /// off the writer thread.
+    resolver_input: Option<ResolverInput>,
     /// Whether it describes a customer (identifiers or attributes), i.e. is not event-only.
     is_entity: bool,
     record_json: String,
@@ -140,16 +143,26 @@ impl Batch {
                 // serde_json::Value), so this cannot fail.
                 let record_json = serde_json::to_string(&stored).expect("stored record serializes");
                 let hash = fnv1a(record_json.as_bytes()) ^ i64::from(deleted);
+                let is_entity =
+                    !deleted && (!stored.identifiers.is_empty() || !stored.attributes.is_empty());
+                let resolver_input = is_entity.then(|| {
+                    ResolverInput::of(&RecordView {
+                        source: r.source.clone(),
+                        source_id: r.source_id.clone(),
+                        version: r.version,
+                        identifiers: stored.identifiers.clone(),
+                        attributes: std::mem::take(&mut stored.attributes),
+                    })
+                });
                 PreparedRecord {
                     key_hash: key_hash(&r.source, &r.source_id),
+                    resolver_input,
                     source: r.source,
                     source_id: r.source_id,
                     version: r.version,
                     deleted,
-                    is_entity: !deleted
-                        && (!stored.identifiers.is_empty() || !stored.attributes.is_empty()),
+                    is_entity,
                     identifiers: stored.identifiers,
-                    attributes: stored.attributes,
                     events: stored.events,
                     record_json,
                     raw_json: (!r.raw.is_null()).then(|| r.raw.to_string()),
@@ -263,7 +276,7 @@ impl WriterState {
                 identifiers: stored.identifiers,
                 attributes: stored.attributes,
             };
-            resolver.load_record(id, view, customer);
+            resolver.load_record(id, ResolverInput::of(&view), customer);
         }
         let mut stmt =
             tx.prepare("SELECT record_a, record_b, weight FROM evidence WHERE weight IS NOT NULL")?;
@@ -348,7 +361,7 @@ impl Store {
 
     fn write(
         &mut self,
-        batches: Vec<PreparedBatch>,
+        mut batches: Vec<PreparedBatch>,
         decision: Option<&CuratorDecision>,
     ) -> Result<ApplySummary, StoreError> {
         // The state travels with the transaction and comes back only if it commits: a failed
@@ -381,10 +394,14 @@ impl Store {
             pending: Vec::new(),
             staged: HashMap::new(),
         };
-        for batch in &batches {
-            for record in &batch.records {
-                t.stage(record)?;
-            }
+        // The resolver takes its inputs by value; the records stay borrowed for writing.
+        let mut inputs: Vec<Option<ResolverInput>> = batches
+            .iter_mut()
+            .flat_map(|b| b.records.iter_mut().map(|r| r.resolver_input.take()))
+            .collect();
+        let records = batches.iter().flat_map(|b| &b.records);
+        for (record, input) in records.zip(&mut inputs) {
+            t.stage(record, input.take())?;
         }
         if let Some(d) = decision {
             t.curate(d)?;
@@ -448,16 +465,6 @@ impl std::hash::Hasher for PassThroughHasher {
     }
 }
 
-fn view_of(rec: &PreparedRecord) -> RecordView {
-    RecordView {
-        source: rec.source.clone(),
-        source_id: rec.source_id.clone(),
-        version: rec.version,
-        identifiers: rec.identifiers.clone(),
-        attributes: rec.attributes.clone(),
-    }
-}
-
 impl<'a> Tx<'a, '_, '_> {
     fn finish(self) -> (Transaction<'a>, ApplySummary) {
         (self.tx, self.summary)
@@ -466,7 +473,11 @@ impl<'a> Tx<'a, '_, '_> {
 
 impl<'b> Tx<'_, 'b, '_> {
     /// Check a record against what is stored, and stage it if it is new or newer.
-    fn stage(&mut self, rec: &'b PreparedRecord) -> Result<(), StoreError> {
+    fn stage(
+        &mut self,
+        rec: &'b PreparedRecord,
+        input: Option<ResolverInput>,
+    ) -> Result<(), StoreError> {
         let key = (rec.source.as_str(), rec.source_id.as_str());
         if let Some(&i) = self.staged.get(&key) {
             // Seen earlier in this group, not written yet: the newer version replaces it.
@@ -478,7 +489,7 @@ impl<'b> Tx<'_, 'b, '_> {
             p.rec = rec;
             let id = p.id;
             self.summary.applied += 1;
-            self.feed_resolver(id, rec);
+            self.feed_resolver(id, input);
             return Ok(());
         }
         // A record key the state has never seen is certainly new: skip the lookup.
@@ -540,7 +551,7 @@ impl<'b> Tx<'_, 'b, '_> {
             exists: existing.is_some(),
         });
         self.summary.applied += 1;
-        self.feed_resolver(id, rec);
+        self.feed_resolver(id, input);
         Ok(())
     }
 
@@ -559,9 +570,9 @@ impl<'b> Tx<'_, 'b, '_> {
         Ok(())
     }
 
-    fn feed_resolver(&mut self, id: RecordId, rec: &PreparedRecord) {
-        if rec.is_entity {
-            self.state.resolver.upsert(id, view_of(rec));
+    fn feed_resolver(&mut self, id: RecordId, input: Option<ResolverInput>) {
+        if let Some(input) = input {
+            self.state.resolver.upsert(id, input);
         } else {
             // Deleted, or an event-only record: it leaves the customer it belonged to.
             self.state.resolver.remove(id);

@@ -208,11 +208,11 @@ fn city_key(city: Option<&str>) -> Option<String> {
 /// An address parsed once for many comparisons ([`compare_prepared_address`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreparedAddress {
-    street: Option<String>,
-    house: Option<String>,
-    postal: Option<String>,
-    city: Option<String>,
-    country: Option<String>,
+    street: Option<Box<str>>,
+    house: Option<Box<str>>,
+    postal: Option<Box<str>>,
+    city: Option<Box<str>>,
+    country: Option<Box<str>>,
 }
 
 impl PreparedAddress {
@@ -224,11 +224,11 @@ impl PreparedAddress {
             .join(" ");
         let street = Some(normalize_street(&line)).filter(|s| !s.is_empty());
         PreparedAddress {
-            house: street.as_deref().and_then(house_number_of),
-            street,
-            postal: postal_key(a),
-            city: city_key(a.city.as_deref()),
-            country: country_code(a.country.as_deref()),
+            house: street.as_deref().and_then(house_number_of).map(Into::into),
+            street: street.map(Into::into),
+            postal: postal_key(a).map(Into::into),
+            city: city_key(a.city.as_deref()).map(Into::into),
+            country: country_code(a.country.as_deref()).map(Into::into),
         }
     }
 }

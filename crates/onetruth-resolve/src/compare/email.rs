@@ -62,12 +62,12 @@ pub fn canonical_mailbox(email: &str) -> String {
 /// An email prepared once for many comparisons ([`compare_prepared_email`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreparedEmail {
-    address: String,
-    canonical: String,
-    /// `(local part, domain)` of the canonical mailbox, when it has an `@`.
-    parts: Option<(String, String)>,
+    address: Box<str>,
+    /// The canonical mailbox; `at` is the position of its `@` (`None` without one).
+    canonical: Box<str>,
+    at: Option<u32>,
     /// The local part with dots removed.
-    local_dotless: String,
+    local_dotless: Box<str>,
 }
 
 impl PreparedEmail {
@@ -78,25 +78,35 @@ impl PreparedEmail {
             return None;
         }
         let canonical = canonical_mailbox(&address);
-        let parts = canonical
-            .rsplit_once('@')
-            .map(|(l, d)| (l.to_string(), d.to_string()));
-        let local_dotless = parts
-            .as_ref()
-            .map(|(l, _)| l.replace('.', ""))
+        let at = canonical.rfind('@');
+        let local_dotless = at
+            .map(|i| canonical[..i].replace('.', ""))
             .unwrap_or_default();
         Some(PreparedEmail {
-            address,
-            canonical,
-            parts,
-            local_dotless,
+            address: address.into(),
+            at: at.and_then(|i| u32::try_from(i).ok()),
+            canonical: canonical.into(),
+            local_dotless: local_dotless.into(),
         })
+    }
+
+    /// The address as compared (trimmed, lowercase).
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    fn parts(&self) -> Option<(&str, &str)> {
+        let i = self.at? as usize;
+        Some((&self.canonical[..i], &self.canonical[i + 1..]))
     }
 }
 
 /// Compare two email addresses. `None` or blank on either side is `Missing`.
 pub fn compare_email(a: Option<&str>, b: Option<&str>) -> EmailLevel {
-    match (a.and_then(PreparedEmail::new), b.and_then(PreparedEmail::new)) {
+    match (
+        a.and_then(PreparedEmail::new),
+        b.and_then(PreparedEmail::new),
+    ) {
         (Some(a), Some(b)) => compare_prepared_email(&a, &b),
         _ => EmailLevel::Missing,
     }
@@ -111,7 +121,7 @@ pub fn compare_prepared_email(a: &PreparedEmail, b: &PreparedEmail) -> EmailLeve
     if a.canonical == b.canonical {
         return SameMailbox;
     }
-    let (Some((la, da)), Some((lb, db))) = (&a.parts, &b.parts) else {
+    let (Some((la, da)), Some((lb, db))) = (a.parts(), b.parts()) else {
         return Disagree;
     };
     // Across domains the dots are compared away too: Gmail has already dropped them on its
@@ -120,7 +130,6 @@ pub fn compare_prepared_email(a: &PreparedEmail, b: &PreparedEmail) -> EmailLeve
     if da != db && a.local_dotless == b.local_dotless {
         return SameLocalPart;
     }
-    let (la, lb) = (la.as_str(), lb.as_str());
     let shorter = la.chars().count().min(lb.chars().count());
     let allowed = if shorter >= 8 { 2 } else { 1 };
     // Optimal string alignment: Levenshtein that also counts a swap of two neighbouring

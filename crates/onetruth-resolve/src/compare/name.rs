@@ -383,6 +383,11 @@ impl NameSpellings {
         self.family.first().map(String::as_str)
     }
 
+    /// Whether the name has a given name.
+    pub fn has_given(&self) -> bool {
+        !self.given.is_empty()
+    }
+
     pub fn new(name: &PersonName) -> Self {
         NameSpellings {
             given: given_spellings(name.given.as_deref()),
