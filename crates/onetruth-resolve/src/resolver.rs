@@ -1313,7 +1313,7 @@ fn ordered<'a>(a: &'a str, b: &'a str) -> [&'a str; 2] {
 struct ClusterFacts {
     records: Vec<RecordId>,
     emails: BTreeSet<String>,
-    phones: BTreeSet<Vec<u8>>,
+    phones: BTreeSet<Box<[u8]>>,
     unique: BTreeSet<(String, String)>,
     birth_dates: Vec<[u8; 8]>,
     /// Names with a given name (a family name alone says nothing about the given one).

@@ -432,10 +432,11 @@ impl Comparison {
 pub struct Features {
     name: NameSpellings,
     birth_date: Option<[u8; 8]>,
-    addresses: Vec<PreparedAddress>,
-    emails: Vec<PreparedEmail>,
-    phones: Vec<Vec<u8>>,
-    company: Option<String>,
+    // Boxed slices, not vectors: no spare capacity, and 8 bytes less each, per record.
+    addresses: Box<[PreparedAddress]>,
+    emails: Box<[PreparedEmail]>,
+    phones: Box<[Box<[u8]>]>,
+    company: Option<Box<str>>,
     /// Linkable external and custom identifiers, `(kind, value)`, sorted.
     identifiers: Vec<(String, String)>,
     /// Values set aside because they are generic ([`Features::set_generic`]).
@@ -445,7 +446,7 @@ pub struct Features {
 #[derive(Debug, Clone)]
 enum Parked {
     Email(PreparedEmail),
-    Phone(Vec<u8>),
+    Phone(Box<[u8]>),
     Identifier((String, String)),
 }
 
@@ -477,12 +478,14 @@ impl Features {
                 .iter()
                 .filter(|i| i.linkable && i.kind == IdentifierKind::Phone)
                 .filter_map(|i| phone_digits(&i.value))
+                .map(Vec::into_boxed_slice)
                 .collect(),
             company: a
                 .company
                 .as_deref()
                 .map(normalize_company)
-                .filter(|c| !c.is_empty()),
+                .filter(|c| !c.is_empty())
+                .map(Into::into),
             identifiers,
             parked: Vec::new(),
         }
@@ -493,17 +496,24 @@ impl Features {
     pub fn set_generic(&mut self, kind: &str, value: &str, generic: bool) {
         if generic {
             let parked = match kind {
-                "email" => self
-                    .emails
-                    .iter()
-                    .position(|e| e.address() == value)
-                    .map(|i| Parked::Email(self.emails.remove(i))),
+                "email" => {
+                    let mut v = std::mem::take(&mut self.emails).into_vec();
+                    let p = v
+                        .iter()
+                        .position(|e| e.address() == value)
+                        .map(|i| Parked::Email(v.remove(i)));
+                    self.emails = v.into_boxed_slice();
+                    p
+                }
                 "phone" => {
                     let digits = phone_digits(value).unwrap_or_default();
-                    self.phones
+                    let mut v = std::mem::take(&mut self.phones).into_vec();
+                    let p = v
                         .iter()
-                        .position(|p| *p == digits)
-                        .map(|i| Parked::Phone(self.phones.remove(i)))
+                        .position(|p| **p == *digits)
+                        .map(|i| Parked::Phone(v.remove(i)));
+                    self.phones = v.into_boxed_slice();
+                    p
                 }
                 _ => self
                     .identifiers
@@ -516,14 +526,22 @@ impl Features {
             let digits = (kind == "phone").then(|| phone_digits(value).unwrap_or_default());
             let Some(i) = self.parked.iter().position(|p| match p {
                 Parked::Email(e) => kind == "email" && e.address() == value,
-                Parked::Phone(d) => digits.as_ref() == Some(d),
+                Parked::Phone(d) => digits.as_deref() == Some(&**d),
                 Parked::Identifier((k, v)) => k == kind && v == value,
             }) else {
                 return;
             };
             match self.parked.remove(i) {
-                Parked::Email(e) => self.emails.push(e),
-                Parked::Phone(d) => self.phones.push(d),
+                Parked::Email(e) => {
+                    let mut v = std::mem::take(&mut self.emails).into_vec();
+                    v.push(e);
+                    self.emails = v.into_boxed_slice();
+                }
+                Parked::Phone(d) => {
+                    let mut v = std::mem::take(&mut self.phones).into_vec();
+                    v.push(d);
+                    self.phones = v.into_boxed_slice();
+                }
                 Parked::Identifier(x) => {
                     let at = self.identifiers.binary_search(&x).unwrap_or_else(|e| e);
                     self.identifiers.insert(at, x);
@@ -548,7 +566,7 @@ impl Features {
     }
 
     /// Compared phones as digits (generic ones excluded).
-    pub fn phones(&self) -> &[Vec<u8>] {
+    pub fn phones(&self) -> &[Box<[u8]>] {
         &self.phones
     }
 

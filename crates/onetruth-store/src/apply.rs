@@ -693,6 +693,8 @@ impl<'b> Tx<'_, 'b, '_> {
         for ch in &res.changes {
             let seq = seqs[&ch.customer];
             match &ch.status {
+                // A new customer's row was inserted with its version above.
+                CustomerStatus::Active if ch.created => {}
                 CustomerStatus::Active => {
                     self.tx
                         .prepare_cached("UPDATE customers SET version = ?2, status = 'active', merged_into = NULL WHERE id = ?1")?

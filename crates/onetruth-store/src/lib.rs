@@ -163,6 +163,12 @@ impl Store {
         })
     }
 
+    /// Leak the writer's in-memory state instead of freeing it (for a process about to exit;
+    /// the next write reloads it from the tables).
+    pub fn forget_writer_state(&mut self) {
+        std::mem::forget(self.state.take());
+    }
+
     /// The identifier policy this store links with.
     pub fn policy(&self) -> &IdentifierPolicy {
         &self.policy

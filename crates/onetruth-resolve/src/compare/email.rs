@@ -63,11 +63,11 @@ pub fn canonical_mailbox(email: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreparedEmail {
     address: Box<str>,
-    /// The canonical mailbox; `at` is the position of its `@` (`None` without one).
-    canonical: Box<str>,
+    /// The canonical mailbox when it differs from `address` (most addresses are canonical
+    /// already; at a million records the copy matters).
+    canonical: Option<Box<str>>,
+    /// The position of the canonical mailbox's `@` (`None` without one).
     at: Option<u32>,
-    /// The local part with dots removed.
-    local_dotless: Box<str>,
 }
 
 impl PreparedEmail {
@@ -78,15 +78,11 @@ impl PreparedEmail {
             return None;
         }
         let canonical = canonical_mailbox(&address);
-        let at = canonical.rfind('@');
-        let local_dotless = at
-            .map(|i| canonical[..i].replace('.', ""))
-            .unwrap_or_default();
+        let at = canonical.rfind('@').and_then(|i| u32::try_from(i).ok());
         Some(PreparedEmail {
+            canonical: (canonical != address).then(|| canonical.into()),
             address: address.into(),
-            at: at.and_then(|i| u32::try_from(i).ok()),
-            canonical: canonical.into(),
-            local_dotless: local_dotless.into(),
+            at,
         })
     }
 
@@ -95,9 +91,14 @@ impl PreparedEmail {
         &self.address
     }
 
+    fn canonical(&self) -> &str {
+        self.canonical.as_deref().unwrap_or(&self.address)
+    }
+
     fn parts(&self) -> Option<(&str, &str)> {
         let i = self.at? as usize;
-        Some((&self.canonical[..i], &self.canonical[i + 1..]))
+        let c = self.canonical();
+        Some((&c[..i], &c[i + 1..]))
     }
 }
 
@@ -118,7 +119,7 @@ pub fn compare_prepared_email(a: &PreparedEmail, b: &PreparedEmail) -> EmailLeve
     if a.address == b.address {
         return Exact;
     }
-    if a.canonical == b.canonical {
+    if a.canonical() == b.canonical() {
         return SameMailbox;
     }
     let (Some((la, da)), Some((lb, db))) = (a.parts(), b.parts()) else {
@@ -127,9 +128,15 @@ pub fn compare_prepared_email(a: &PreparedEmail, b: &PreparedEmail) -> EmailLeve
     // Across domains the dots are compared away too: Gmail has already dropped them on its
     // side, so "john.smith@gmail.com" reads "johnsmith" and must still meet "john.smith@acme.com".
     // On one domain a dot is a real difference and is left to the edit distance.
-    if da != db && a.local_dotless == b.local_dotless {
+    if da != db
+        && la
+            .bytes()
+            .filter(|b| *b != b'.')
+            .eq(lb.bytes().filter(|b| *b != b'.'))
+    {
         return SameLocalPart;
     }
+
     let shorter = la.chars().count().min(lb.chars().count());
     let allowed = if shorter >= 8 { 2 } else { 1 };
     // Optimal string alignment: Levenshtein that also counts a swap of two neighbouring

@@ -383,6 +383,14 @@ impl NameSpellings {
         self.family.first().map(String::as_str)
     }
 
+    fn family_as_given(&self) -> &[String] {
+        if self.family_as_given.is_empty() {
+            &self.family
+        } else {
+            &self.family_as_given
+        }
+    }
+
     /// Whether the name has a given name.
     pub fn has_given(&self) -> bool {
         !self.given.is_empty()
@@ -392,7 +400,15 @@ impl NameSpellings {
         NameSpellings {
             given: given_spellings(name.given.as_deref()),
             family: family_spellings(name.family.as_deref()),
-            family_as_given: given_spellings(name.family.as_deref()),
+            // Usually identical to the family spellings: kept only when it differs.
+            family_as_given: {
+                let g = given_spellings(name.family.as_deref());
+                if g == family_spellings(name.family.as_deref()) {
+                    Vec::new()
+                } else {
+                    g
+                }
+            },
         }
     }
 }
@@ -405,8 +421,8 @@ fn swapped(a: &NameSpellings, b: &NameSpellings, straight: NameLevels) -> bool {
         && !b.given.is_empty()
         && !b.family.is_empty()
         // Both crossings are judged as given names, which keeps the test symmetric in a and b.
-        && strong(given_level(&a.given, &b.family_as_given))
-        && strong(given_level(&a.family_as_given, &b.given))
+        && strong(given_level(&a.given, b.family_as_given()))
+        && strong(given_level(a.family_as_given(), &b.given))
 }
 
 /// Whether the two names have given and family swapped: each one's given name is the other's
