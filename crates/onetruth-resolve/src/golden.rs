@@ -58,11 +58,192 @@ pub struct Golden {
     pub identifiers: Vec<Valued<Identifier>>,
 }
 
-const MOST_RECENT: &str = "most_recent";
+/// How one attribute's golden value is chosen among a customer's records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SurvivorshipRule {
+    /// The value of the record with the highest version (ties: source, then source id).
+    #[default]
+    MostRecent,
+    /// The value from the most trusted source in `source_priority`; unlisted sources rank
+    /// after listed ones; most recent within a source.
+    SourcePriority,
+    /// The value most records agree on (compared case- and space-insensitively); ties go to
+    /// the most recent.
+    MostFrequent,
+    /// The longest, most complete value (for addresses: most parts filled, then longest);
+    /// ties go to the most recent.
+    Longest,
+}
 
-/// Compute the golden profile of the records of one customer.
+impl SurvivorshipRule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SurvivorshipRule::MostRecent => "most_recent",
+            SurvivorshipRule::SourcePriority => "source_priority",
+            SurvivorshipRule::MostFrequent => "most_frequent",
+            SurvivorshipRule::Longest => "longest",
+        }
+    }
+}
+
+/// The attributes survivorship rules can be set for.
+pub const SURVIVORSHIP_ATTRIBUTES: &[&str] = &[
+    "given_name",
+    "family_name",
+    "full_name",
+    "birth_date",
+    "company",
+    "address",
+    "traits",
+];
+
+/// Survivorship settings (`[survivorship]` in the config file).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct Survivorship {
+    /// The rule for attributes not listed in `attributes`.
+    pub default: SurvivorshipRule,
+    /// Sources from most to least trusted, for `source_priority`.
+    pub source_priority: Vec<String>,
+    /// A rule per attribute: given_name, family_name, full_name, birth_date, company, address,
+    /// traits (every trait).
+    pub attributes: BTreeMap<String, SurvivorshipRule>,
+}
+
+impl Survivorship {
+    fn rule(&self, attribute: &str) -> SurvivorshipRule {
+        self.attributes
+            .get(attribute)
+            .copied()
+            .unwrap_or(self.default)
+    }
+}
+
+/// What survivorship needs to know about a value: how to count it and how complete it is.
+trait Survivable: Clone {
+    /// Values with the same key count as one for `most_frequent`.
+    fn frequency_key(&self) -> String;
+    /// Larger is more complete, for `longest`.
+    fn completeness(&self) -> (usize, usize);
+}
+
+impl Survivable for String {
+    fn frequency_key(&self) -> String {
+        self.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    }
+    fn completeness(&self) -> (usize, usize) {
+        (self.trim().chars().count(), 0)
+    }
+}
+
+impl Survivable for Address {
+    fn frequency_key(&self) -> String {
+        [
+            &self.line1,
+            &self.line2,
+            &self.city,
+            &self.region,
+            &self.postal_code,
+            &self.country,
+        ]
+        .iter()
+        .map(|p| p.as_deref().unwrap_or("").to_string().frequency_key())
+        .collect::<Vec<_>>()
+        .join("|")
+    }
+    fn completeness(&self) -> (usize, usize) {
+        let parts = [
+            &self.line1,
+            &self.line2,
+            &self.city,
+            &self.region,
+            &self.postal_code,
+            &self.country,
+        ];
+        let filled = parts.iter().filter(|p| p.is_some()).count();
+        let len = parts
+            .iter()
+            .filter_map(|p| p.as_deref())
+            .map(|p| p.chars().count())
+            .sum();
+        (filled, len)
+    }
+}
+
+impl Survivable for serde_json::Value {
+    fn frequency_key(&self) -> String {
+        self.to_string()
+    }
+    fn completeness(&self) -> (usize, usize) {
+        (self.to_string().chars().count(), 0)
+    }
+}
+
+/// Choose a value among `candidates` (most recent first) by `rule`.
+fn choose<'r, T: Survivable>(
+    candidates: Vec<(&'r RecordView, T)>,
+    rule: SurvivorshipRule,
+    rules: &Survivorship,
+) -> Option<Valued<T>> {
+    let rank = |source: &str| {
+        rules
+            .source_priority
+            .iter()
+            .position(|s| s == source)
+            .unwrap_or(rules.source_priority.len())
+    };
+    // Every rule breaks ties by recency: `candidates` is most recent first, and `min_by_key`
+    // / `max_by` below keep the first of equals.
+    let pick = match rule {
+        SurvivorshipRule::MostRecent => candidates.into_iter().next(),
+        SurvivorshipRule::SourcePriority => candidates
+            .into_iter()
+            .enumerate()
+            .min_by_key(|(i, (r, _))| (rank(&r.source), *i))
+            .map(|(_, c)| c),
+        SurvivorshipRule::MostFrequent => {
+            let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+            for (_, v) in &candidates {
+                *counts.entry(v.frequency_key()).or_default() += 1;
+            }
+            let best = counts.values().copied().max().unwrap_or(0);
+            candidates
+                .into_iter()
+                .find(|(_, v)| counts.get(&v.frequency_key()) == Some(&best))
+        }
+        SurvivorshipRule::Longest => {
+            let best = candidates.iter().map(|(_, v)| v.completeness()).max();
+            candidates
+                .into_iter()
+                .find(|(_, v)| Some(v.completeness()) == best)
+        }
+    };
+    pick.map(|(r, value)| Valued {
+        value,
+        provenance: Provenance {
+            source: r.source.clone(),
+            source_id: r.source_id.clone(),
+            version: r.version,
+            rule: rule.as_str().to_string(),
+        },
+    })
+}
+
+/// Compute the golden profile of the records of one customer with the default rules (most
+/// recent everywhere).
 pub fn golden(records: &[RecordView]) -> Golden {
-    // Most recent first; the order is total, so the result does not depend on input order.
+    golden_with(records, &Survivorship::default())
+}
+
+/// Compute the golden profile of the records of one customer: per attribute the value the
+/// attribute's survivorship rule picks, with its provenance. Pure, and independent of input
+/// order: candidates are ordered most recent first (highest version, then source, then source
+/// id) before any rule looks at them.
+pub fn golden_with(records: &[RecordView], rules: &Survivorship) -> Golden {
     let mut order: Vec<&RecordView> = records.iter().collect();
     order.sort_by(|a, b| {
         b.version
@@ -70,40 +251,37 @@ pub fn golden(records: &[RecordView]) -> Golden {
             .then_with(|| a.source.cmp(&b.source))
             .then_with(|| a.source_id.cmp(&b.source_id))
     });
-    let prov = |r: &RecordView| Provenance {
-        source: r.source.clone(),
-        source_id: r.source_id.clone(),
-        version: r.version,
-        rule: MOST_RECENT.to_string(),
-    };
-    fn pick<T: Clone>(
-        order: &[&RecordView],
-        prov: &dyn Fn(&RecordView) -> Provenance,
+    fn field<'r, T: Survivable>(
+        order: &[&'r RecordView],
+        rules: &Survivorship,
+        attribute: &str,
         get: impl Fn(&Attributes) -> Option<T>,
     ) -> Option<Valued<T>> {
-        order.iter().find_map(|r| {
-            get(&r.attributes).map(|value| Valued {
-                value,
-                provenance: prov(r),
-            })
-        })
+        let candidates = order
+            .iter()
+            .filter_map(|r| get(&r.attributes).map(|v| (*r, v)))
+            .collect();
+        choose(candidates, rules.rule(attribute), rules)
     }
     let mut g = Golden {
-        given_name: pick(&order, &prov, |a| a.given_name.clone()),
-        family_name: pick(&order, &prov, |a| a.family_name.clone()),
-        full_name: pick(&order, &prov, |a| a.full_name.clone()),
-        birth_date: pick(&order, &prov, |a| a.birth_date.clone()),
-        company: pick(&order, &prov, |a| a.company.clone()),
-        address: pick(&order, &prov, |a| a.addresses.first().cloned()),
+        given_name: field(&order, rules, "given_name", |a| a.given_name.clone()),
+        family_name: field(&order, rules, "family_name", |a| a.family_name.clone()),
+        full_name: field(&order, rules, "full_name", |a| a.full_name.clone()),
+        birth_date: field(&order, rules, "birth_date", |a| a.birth_date.clone()),
+        company: field(&order, rules, "company", |a| a.company.clone()),
+        address: field(&order, rules, "address", |a| a.addresses.first().cloned()),
         ..Golden::default()
     };
-    for r in &order {
-        for (k, v) in &r.attributes.traits {
-            g.traits.entry(k.clone()).or_insert_with(|| Valued {
-                value: v.clone(),
-                provenance: prov(r),
-            });
+    let trait_keys: std::collections::BTreeSet<&String> = order
+        .iter()
+        .flat_map(|r| r.attributes.traits.keys())
+        .collect();
+    for key in trait_keys {
+        if let Some(v) = field(&order, rules, "traits", |a| a.traits.get(key).cloned()) {
+            g.traits.insert(key.clone(), v);
         }
+    }
+    for r in &order {
         for id in &r.identifiers {
             if !g
                 .identifiers
@@ -112,7 +290,12 @@ pub fn golden(records: &[RecordView]) -> Golden {
             {
                 g.identifiers.push(Valued {
                     value: id.clone(),
-                    provenance: prov(r),
+                    provenance: Provenance {
+                        source: r.source.clone(),
+                        source_id: r.source_id.clone(),
+                        version: r.version,
+                        rule: SurvivorshipRule::MostRecent.as_str().to_string(),
+                    },
                 });
             }
         }
@@ -161,6 +344,53 @@ mod tests {
         );
         // The newer record has no company, so the older one's value survives.
         assert_eq!(g.company.unwrap().provenance.source, "crm");
+    }
+
+    #[test]
+    fn each_rule_picks_its_value_with_provenance() {
+        let records = vec![
+            rec("crm", "1", 10, Some("Jane"), Some("Acme Corporation")),
+            rec("billing", "b1", 30, Some("Janet"), Some("Acme")),
+            rec("helpdesk", "h1", 20, Some("jane"), None),
+        ];
+        let with = |default: SurvivorshipRule| {
+            golden_with(
+                &records,
+                &Survivorship {
+                    default,
+                    source_priority: vec!["crm".into(), "helpdesk".into()],
+                    ..Survivorship::default()
+                },
+            )
+        };
+        let g = with(SurvivorshipRule::MostRecent);
+        assert_eq!(g.given_name.unwrap().value, "Janet");
+        let g = with(SurvivorshipRule::SourcePriority);
+        let given = g.given_name.unwrap();
+        assert_eq!(
+            (given.value.as_str(), given.provenance.rule.as_str()),
+            ("Jane", "source_priority")
+        );
+        // "Jane" and "jane" agree; the most recent spelling of the winner is kept.
+        let g = with(SurvivorshipRule::MostFrequent);
+        let given = g.given_name.unwrap();
+        assert_eq!(
+            (given.value.as_str(), given.provenance.source.as_str()),
+            ("jane", "helpdesk")
+        );
+        let g = with(SurvivorshipRule::Longest);
+        assert_eq!(g.company.unwrap().value, "Acme Corporation");
+        assert_eq!(g.given_name.unwrap().value, "Janet");
+        // Per-attribute rules override the default.
+        let g = golden_with(
+            &records,
+            &Survivorship {
+                attributes: [("company".to_string(), SurvivorshipRule::Longest)].into(),
+                ..Survivorship::default()
+            },
+        );
+        assert_eq!(g.company.unwrap().value, "Acme Corporation");
+        assert_eq!(g.given_name.unwrap().value, "Janet");
     }
 
     #[test]

@@ -12,6 +12,9 @@ mod policy;
 pub mod resolver;
 pub mod score;
 
-pub use golden::{Golden, Provenance, RecordView, Valued, golden};
+pub use golden::{
+    Golden, Provenance, RecordView, SURVIVORSHIP_ATTRIBUTES, Survivorship, SurvivorshipRule,
+    Valued, golden, golden_with,
+};
 pub use policy::{BlockRule, DEFAULT_BLOCKLIST, IdentifierPolicy, PolicyError};
 pub use resolver::{Resolution, Resolver, ResolverConfig};

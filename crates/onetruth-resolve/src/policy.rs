@@ -3,12 +3,14 @@ use std::collections::HashSet;
 use onetruth_model::{Identifier, IdentifierKind};
 
 /// A blocklist entry: `kind:value` matches one normalized value exactly; `email:local@*` matches
-/// a local part at any domain; `email:*@domain` a whole domain.
+/// a local part at any domain; `email:*@domain` a whole domain; `kind:/regex/` every normalized
+/// value the regular expression matches (unanchored: write `^…$` for a whole value).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum BlockRule {
     Exact(IdentifierKind, String),
     EmailLocal(String),
     EmailDomain(String),
+    Pattern(IdentifierKind, String),
 }
 
 /// A blocklist entry that could not be read.
@@ -44,6 +46,13 @@ pub const DEFAULT_BLOCKLIST: &[&str] = &[
     "email:*@noemail.com",
     "email:*@nomail.com",
     "email:*@mailinator.com",
+    "email:asdf@asdf.com",
+    "email:no@email.com",
+    "email:noemail@noemail.com",
+    // Directory assistance, the number every form has seen.
+    "phone:+12125551212",
+    // Keyboard mashes: asdf@…, qwerty@…
+    "email:/^(asdf|qwerty|qwertz|azerty)[a-z]*@/",
 ];
 
 /// Decides which identifiers may link records. Placeholders are stored but never link.
@@ -52,6 +61,7 @@ pub struct IdentifierPolicy {
     exact: HashSet<(IdentifierKind, String)>,
     email_locals: HashSet<String>,
     email_domains: HashSet<String>,
+    patterns: Vec<(IdentifierKind, regex::Regex)>,
 }
 
 impl Default for IdentifierPolicy {
@@ -72,6 +82,7 @@ impl IdentifierPolicy {
             exact: HashSet::new(),
             email_locals: HashSet::new(),
             email_domains: HashSet::new(),
+            patterns: Vec::new(),
         };
         let mut errors = Vec::new();
         let defaults: &[&str] = if with_defaults {
@@ -90,6 +101,13 @@ impl IdentifierPolicy {
                 Ok(BlockRule::EmailDomain(d)) => {
                     policy.email_domains.insert(d);
                 }
+                Ok(BlockRule::Pattern(k, p)) => match regex::Regex::new(&p) {
+                    Ok(re) => policy.patterns.push((k, re)),
+                    Err(e) => errors.push(PolicyError {
+                        entry: entry.to_string(),
+                        reason: format!("invalid regular expression: {e}"),
+                    }),
+                },
                 Err(e) => errors.push(e),
             }
         }
@@ -103,6 +121,13 @@ impl IdentifierPolicy {
     /// Whether a normalized identifier is a placeholder that must never link.
     pub fn is_placeholder(&self, id: &Identifier) -> bool {
         if self.exact.contains(&(id.kind.clone(), id.value.clone())) {
+            return true;
+        }
+        if self
+            .patterns
+            .iter()
+            .any(|(k, re)| *k == id.kind && re.is_match(&id.value))
+        {
             return true;
         }
         match id.kind {
@@ -149,6 +174,13 @@ fn parse_rule(entry: &str) -> Result<BlockRule, PolicyError> {
     let value = value.trim();
     if value.is_empty() {
         return Err(err("empty value"));
+    }
+    if let Some(pattern) = value
+        .strip_prefix('/')
+        .and_then(|v| v.strip_suffix('/'))
+        .filter(|p| !p.is_empty())
+    {
+        return Ok(BlockRule::Pattern(kind, pattern.to_string()));
     }
     if kind == IdentifierKind::Email {
         let value = value.to_lowercase();
@@ -212,9 +244,24 @@ mod tests {
             !p.is_placeholder(&id(IdentifierKind::Email, "test@test.com")),
             "defaults off"
         );
-        let errs = IdentifierPolicy::new(["nokind", "email:*@*", "Bad Kind:x"], true).unwrap_err();
-        assert_eq!(errs.len(), 3);
+        let errs = IdentifierPolicy::new(["nokind", "email:*@*", "Bad Kind:x", "phone:/(/"], true)
+            .unwrap_err();
+        assert_eq!(errs.len(), 4);
+        assert!(errs[3].reason.contains("regular expression"), "{errs:?}");
         assert!(errs[0].to_string().contains("`nokind`"));
+    }
+
+    #[test]
+    fn regex_entries_match_normalized_values() {
+        let p =
+            IdentifierPolicy::new(["phone:/^\\+1800/", "external:/^crm:test-/"], false).unwrap();
+        assert!(p.is_placeholder(&id(IdentifierKind::Phone, "+18005550100")));
+        assert!(!p.is_placeholder(&id(IdentifierKind::Phone, "+14155550100")));
+        assert!(p.is_placeholder(&id(IdentifierKind::External, "crm:test-7")));
+        let d = IdentifierPolicy::default();
+        assert!(d.is_placeholder(&id(IdentifierKind::Email, "asdfgh@gmail.com")));
+        assert!(d.is_placeholder(&id(IdentifierKind::Phone, "+12125551212")));
+        assert!(!d.is_placeholder(&id(IdentifierKind::Email, "asher@gmail.com")));
     }
 
     #[test]

@@ -14,7 +14,7 @@ mod schema;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use onetruth_resolve::{IdentifierPolicy, ResolverConfig};
+use onetruth_resolve::{IdentifierPolicy, ResolverConfig, Survivorship};
 use rusqlite::{Connection, OpenFlags};
 
 pub use apply::{ApplySummary, Batch, CuratorDecision, PreparedBatch, QuarantineEntry};
@@ -72,6 +72,8 @@ pub struct StoreOptions {
     pub cache_mib: u32,
     /// How records are matched and clustered (writers only).
     pub resolution: ResolverConfig,
+    /// How golden values are chosen.
+    pub survivorship: Survivorship,
 }
 
 impl Default for StoreOptions {
@@ -81,6 +83,7 @@ impl Default for StoreOptions {
             read_only: false,
             cache_mib: 256,
             resolution: ResolverConfig::default(),
+            survivorship: Survivorship::default(),
         }
     }
 }
@@ -92,6 +95,8 @@ pub struct Store {
     policy: IdentifierPolicy,
     /// Resolution settings for writes.
     resolution: ResolverConfig,
+    /// Golden value rules for reads.
+    survivorship: Survivorship,
     /// The writer's resolver and record-key cache; see [`apply::WriterState`].
     state: Option<apply::WriterState>,
 }
@@ -159,6 +164,7 @@ impl Store {
             conn,
             policy: options.policy,
             resolution: options.resolution,
+            survivorship: options.survivorship,
             state: None,
         })
     }

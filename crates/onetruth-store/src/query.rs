@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use onetruth_model::{CustomerId, Identifier, IdentifierKind};
-use onetruth_resolve::{Golden, RecordView, golden};
+use onetruth_resolve::{Golden, RecordView, Survivorship, golden_with};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
@@ -283,7 +283,7 @@ impl Store {
                 });
             }
         }
-        let golden = golden_of(&records);
+        let golden = golden_of(&records, &self.survivorship);
         let events = self.customer_events(&record_ids, &records)?;
         Ok(Some(CustomerProfile {
             id,
@@ -374,7 +374,7 @@ impl Store {
                 id: CustomerId(cur.0),
                 version: cur.1,
                 records: records.len(),
-                golden: golden(records),
+                golden: golden_with(records, &self.survivorship),
             };
             records.clear();
             f(out)
@@ -566,7 +566,7 @@ fn parse_record(record_id: i64, text: &str) -> Result<StoredRecord, StoreError> 
     })
 }
 
-fn golden_of(records: &[RecordEntry]) -> Golden {
+fn golden_of(records: &[RecordEntry], rules: &Survivorship) -> Golden {
     let views: Vec<RecordView> = records
         .iter()
         .map(|r| RecordView {
@@ -577,5 +577,5 @@ fn golden_of(records: &[RecordEntry]) -> Golden {
             attributes: r.attributes.clone(),
         })
         .collect();
-    golden(&views)
+    golden_with(&views, rules)
 }

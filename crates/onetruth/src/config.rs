@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use onetruth_model::{IdentifierKind, Normalizer, PhoneRegion};
-use onetruth_resolve::{IdentifierPolicy, ResolverConfig};
+use onetruth_resolve::{
+    IdentifierPolicy, ResolverConfig, SURVIVORSHIP_ATTRIBUTES, Survivorship, SurvivorshipRule,
+};
 use serde::Deserialize;
 
 /// The config file as written.
@@ -18,6 +20,7 @@ pub struct RawConfig {
     pub api: RawApi,
     pub ingest: RawIngest,
     pub resolution: RawResolution,
+    pub survivorship: RawSurvivorship,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,6 +84,20 @@ pub struct RawResolution {
     pub identifier_weight: Option<f64>,
 }
 
+/// `[survivorship]`: how each golden value is chosen among a customer's records.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSurvivorship {
+    /// Rule for attributes without their own: most_recent (default), source_priority,
+    /// most_frequent or longest.
+    pub default: Option<String>,
+    /// Sources from most to least trusted, for source_priority.
+    pub source_priority: Vec<String>,
+    /// Rule per attribute: given_name, family_name, full_name, birth_date, company, address,
+    /// traits.
+    pub attributes: std::collections::BTreeMap<String, String>,
+}
+
 /// Validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -91,6 +108,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub batch_size: usize,
     pub resolution: ResolverConfig,
+    pub survivorship: Survivorship,
 }
 
 impl Config {
@@ -111,6 +129,7 @@ impl Config {
                 .with_list_parse_key("identifiers.custom_kinds")
                 .with_list_parse_key("identifiers.blocklist")
                 .with_list_parse_key("resolution.unique_kinds")
+                .with_list_parse_key("survivorship.source_priority")
                 .try_parsing(true),
         );
         let origin = file
@@ -185,6 +204,7 @@ impl RawConfig {
         }
         let cache_mib = self.store.cache_mib.unwrap_or(256);
         let resolution = self.resolution.validate(&normalizer, &mut errors);
+        let survivorship = self.survivorship.validate(&mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -198,7 +218,58 @@ impl RawConfig {
             listen,
             batch_size,
             resolution,
+            survivorship,
         })
+    }
+}
+
+impl RawSurvivorship {
+    fn validate(self, errors: &mut Vec<String>) -> Survivorship {
+        let parse = |key: &str, v: &str, errors: &mut Vec<String>| {
+            let rule = match v {
+                "most_recent" => SurvivorshipRule::MostRecent,
+                "source_priority" => SurvivorshipRule::SourcePriority,
+                "most_frequent" => SurvivorshipRule::MostFrequent,
+                "longest" => SurvivorshipRule::Longest,
+                other => {
+                    errors.push(format!(
+                        "{key}: unknown rule `{other}` (use most_recent, source_priority, most_frequent or longest)"
+                    ));
+                    SurvivorshipRule::MostRecent
+                }
+            };
+            rule
+        };
+        let default = match &self.default {
+            Some(v) => parse("survivorship.default", v, errors),
+            None => SurvivorshipRule::MostRecent,
+        };
+        let mut attributes = std::collections::BTreeMap::new();
+        for (attr, v) in &self.attributes {
+            let key = format!("survivorship.attributes.{attr}");
+            if !SURVIVORSHIP_ATTRIBUTES.contains(&attr.as_str()) {
+                errors.push(format!(
+                    "{key}: unknown attribute (use one of {})",
+                    SURVIVORSHIP_ATTRIBUTES.join(", ")
+                ));
+                continue;
+            }
+            attributes.insert(attr.clone(), parse(&key, v, errors));
+        }
+        let uses_priority = default == SurvivorshipRule::SourcePriority
+            || attributes
+                .values()
+                .any(|r| *r == SurvivorshipRule::SourcePriority);
+        if uses_priority && self.source_priority.is_empty() {
+            errors.push(
+                "survivorship.source_priority: list the sources from most to least trusted to use source_priority".into(),
+            );
+        }
+        Survivorship {
+            default,
+            source_priority: self.source_priority,
+            attributes,
+        }
     }
 }
 
@@ -256,10 +327,16 @@ fn normalize_block_entry(normalizer: &Normalizer, entry: &str) -> Result<String,
         return Ok(entry.to_string());
     };
     match IdentifierKind::parse(kind.trim()) {
-        Some(k) if !value.contains('*') && normalizer.is_declared(&k) => normalizer
-            .normalize(&k, value, None)
-            .map(|id| format!("{k}:{}", id.value))
-            .map_err(|e| e.to_string()),
+        Some(k)
+            if !value.contains('*')
+                && !value.trim().starts_with('/')
+                && normalizer.is_declared(&k) =>
+        {
+            normalizer
+                .normalize(&k, value, None)
+                .map(|id| format!("{k}:{}", id.value))
+                .map_err(|e| e.to_string())
+        }
         _ => Ok(entry.to_string()),
     }
 }
@@ -337,6 +414,42 @@ mod tests {
         };
         let errors = bad.validate(None).unwrap_err();
         assert!(errors[0].contains("phone:not a number"), "{errors:?}");
+    }
+
+    #[test]
+    fn survivorship_and_resolution_sections_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("onetruth.toml");
+        std::fs::write(
+            &f,
+            "[survivorship]\ndefault = \"source_priority\"\nsource_priority = [\"crm\"]\n\
+             [survivorship.attributes]\ncompany = \"longest\"\n\
+             [resolution]\nmax_block_size = 50\nunique_kinds = [\"email\"]\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&f), None).unwrap();
+        assert_eq!(c.survivorship.default, SurvivorshipRule::SourcePriority);
+        assert_eq!(
+            c.survivorship.attributes["company"],
+            SurvivorshipRule::Longest
+        );
+        assert_eq!(c.resolution.max_block_size, 50);
+        std::fs::write(
+            &f,
+            "[survivorship]\ndefault = \"source_priority\"\n[survivorship.attributes]\nshoe = \"longest\"\ncompany = \"newest\"\n\
+             [resolution]\nmax_block_size = 0\nunique_kinds = [\"shoe_size\"]\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", Config::load(Some(&f), None).unwrap_err());
+        for want in [
+            "survivorship.attributes.shoe",
+            "survivorship.attributes.company: unknown rule `newest`",
+            "survivorship.source_priority",
+            "resolution.max_block_size",
+            "resolution.unique_kinds",
+        ] {
+            assert!(err.contains(want), "{want} in {err}");
+        }
     }
 
     #[test]

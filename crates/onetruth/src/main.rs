@@ -252,6 +252,7 @@ pub(crate) fn store_options(cfg: &Config, read_only: bool) -> StoreOptions {
         read_only,
         cache_mib: cfg.cache_mib,
         resolution: cfg.resolution.clone(),
+        survivorship: cfg.survivorship.clone(),
     }
 }
 
