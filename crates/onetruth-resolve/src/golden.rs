@@ -184,8 +184,8 @@ impl Survivable for serde_json::Value {
 }
 
 /// Choose a value among `candidates` (most recent first) by `rule`.
-fn choose<'r, T: Survivable>(
-    candidates: Vec<(&'r RecordView, T)>,
+fn choose<T: Survivable>(
+    candidates: Vec<(&RecordView, T)>,
     rule: SurvivorshipRule,
     rules: &Survivorship,
 ) -> Option<Valued<T>> {
@@ -251,8 +251,8 @@ pub fn golden_with(records: &[RecordView], rules: &Survivorship) -> Golden {
             .then_with(|| a.source.cmp(&b.source))
             .then_with(|| a.source_id.cmp(&b.source_id))
     });
-    fn field<'r, T: Survivable>(
-        order: &[&'r RecordView],
+    fn field<T: Survivable>(
+        order: &[&RecordView],
         rules: &Survivorship,
         attribute: &str,
         get: impl Fn(&Attributes) -> Option<T>,
