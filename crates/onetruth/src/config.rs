@@ -225,20 +225,17 @@ impl RawConfig {
 
 impl RawSurvivorship {
     fn validate(self, errors: &mut Vec<String>) -> Survivorship {
-        let parse = |key: &str, v: &str, errors: &mut Vec<String>| {
-            let rule = match v {
-                "most_recent" => SurvivorshipRule::MostRecent,
-                "source_priority" => SurvivorshipRule::SourcePriority,
-                "most_frequent" => SurvivorshipRule::MostFrequent,
-                "longest" => SurvivorshipRule::Longest,
-                other => {
-                    errors.push(format!(
+        let parse = |key: &str, v: &str, errors: &mut Vec<String>| match v {
+            "most_recent" => SurvivorshipRule::MostRecent,
+            "source_priority" => SurvivorshipRule::SourcePriority,
+            "most_frequent" => SurvivorshipRule::MostFrequent,
+            "longest" => SurvivorshipRule::Longest,
+            other => {
+                errors.push(format!(
                         "{key}: unknown rule `{other}` (use most_recent, source_priority, most_frequent or longest)"
                     ));
-                    SurvivorshipRule::MostRecent
-                }
-            };
-            rule
+                SurvivorshipRule::MostRecent
+            }
         };
         let default = match &self.default {
             Some(v) => parse("survivorship.default", v, errors),
