@@ -11,6 +11,7 @@ mod golden;
 mod policy;
 pub mod resolver;
 pub mod score;
+pub mod train;
 
 pub use golden::{
     Golden, Provenance, RecordView, SURVIVORSHIP_ATTRIBUTES, Survivorship, SurvivorshipRule,

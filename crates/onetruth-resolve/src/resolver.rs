@@ -39,7 +39,8 @@ use crate::compare::{
     nickname_groups, normalize_name, postal_key,
 };
 use crate::score::{
-    Band, Features, MatchParameters, MatchScore, TermFrequency, WeightTable, score_records,
+    Band, Comparison, Features, MatchParameters, MatchScore, TermFrequency, WeightTable,
+    compare_features, score_records,
 };
 
 /// A source record's id in the store.
@@ -259,6 +260,8 @@ pub struct Resolution {
     pub flips: Vec<KeyFlip>,
     /// Candidate pairs scored.
     pub pairs_scored: u64,
+    /// Every held record was re-clustered: `rewritten` is the whole store.
+    pub everything: bool,
 }
 
 /// A small set of record ids: one inline, more on the heap. Most blocking keys and most
@@ -322,6 +325,8 @@ impl Members {
 /// rarely needed parts (given-name counts, labels) live in side maps of [`Resolver`].
 struct Block {
     members: Members,
+    /// What the key is made of, for training (which fields a pair sharing it agrees on).
+    kind: KeyKind,
     is_value: bool,
     overflowed: bool,
     generic: bool,
@@ -350,6 +355,49 @@ struct Entry {
     name: Option<u64>,
     customer: Option<i64>,
     edges: Vec<Edge>,
+}
+
+/// The kinds of blocking keys. Pairs found through a key agree on what the key is made of,
+/// so training does not learn those fields' m from them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KeyKind {
+    Email,
+    Phone,
+    OtherIdentifier,
+    EmailLocalPart,
+    PhoneLast7,
+    FamilyNameBirthYear,
+    InitialFamilyPrefix,
+    PostalCodeHouseNumber,
+}
+
+impl KeyKind {
+    fn of(key: &BlockingKey) -> KeyKind {
+        match &key.value {
+            Some((kind, _)) if kind == "email" => KeyKind::Email,
+            Some((kind, _)) if kind == "phone" => KeyKind::Phone,
+            Some(_) => KeyKind::OtherIdentifier,
+            None => match key.label.split(':').next() {
+                Some("email_local") => KeyKind::EmailLocalPart,
+                Some("phone_last7") => KeyKind::PhoneLast7,
+                Some("family_year") => KeyKind::FamilyNameBirthYear,
+                Some("initial_family") => KeyKind::InitialFamilyPrefix,
+                _ => KeyKind::PostalCodeHouseNumber,
+            },
+        }
+    }
+
+    /// The comparison fields a pair sharing this key is biased to agree on.
+    pub fn conditioned_fields(self) -> &'static [&'static str] {
+        match self {
+            KeyKind::Email | KeyKind::EmailLocalPart => &["email"],
+            KeyKind::Phone | KeyKind::PhoneLast7 => &["phone"],
+            KeyKind::OtherIdentifier => &[],
+            KeyKind::FamilyNameBirthYear => &["family_name", "birth_date"],
+            KeyKind::InitialFamilyPrefix => &["given_name", "family_name"],
+            KeyKind::PostalCodeHouseNumber => &["address"],
+        }
+    }
 }
 
 /// Key labels of a record, by kind.
@@ -510,6 +558,9 @@ pub struct Resolver {
     overrides: Overrides,
     /// Records whose edges must be recomputed.
     dirty: BTreeSet<RecordId>,
+    /// Records whose content changed (upserted) since the last resolve: their customers get
+    /// a changelog entry even when no link moved.
+    changed: HashSet<RecordId>,
     /// Records whose component must be re-clustered (a superset of `dirty`).
     touched: BTreeSet<RecordId>,
     /// Customers whose every record must be re-clustered (a record left them).
@@ -539,6 +590,7 @@ impl Resolver {
             customers: HashMap::new(),
             overrides: Overrides::default(),
             dirty: BTreeSet::new(),
+            changed: HashSet::new(),
             touched: BTreeSet::new(),
             seed_customers: BTreeSet::new(),
             removed: BTreeSet::new(),
@@ -628,6 +680,7 @@ impl Resolver {
         let customer = self.take(id);
         self.insert(id, input, customer);
         self.mark_dirty(id);
+        self.changed.insert(id);
     }
 
     /// Remove a record (deleted, or no longer an entity).
@@ -691,6 +744,7 @@ impl Resolver {
             hashes.push(h);
             let block = self.blocks.entry(h).or_insert_with(|| Block {
                 members: Members::default(),
+                kind: KeyKind::of(&key),
                 is_value: key.value.is_some(),
                 overflowed: false,
                 generic: false,
@@ -999,10 +1053,12 @@ impl Resolver {
 
         let (parts, evidence) = self.cluster(&component);
         out.evidence = evidence;
+        out.everything = component.len() == self.entries.len();
         out.rewritten = component.iter().chain(&removed).copied().collect();
         out.rewritten.sort_unstable();
         out.rewritten.dedup();
-        self.assign_ids(parts, &seeds, &dirty_set, next_customer, &mut out);
+        let changed = std::mem::take(&mut self.changed);
+        self.assign_ids(parts, &seeds, &changed, next_customer, &mut out);
         out
     }
 
@@ -1135,7 +1191,7 @@ impl Resolver {
         &mut self,
         parts: Vec<Vec<RecordId>>,
         seeds: &BTreeSet<i64>,
-        dirty: &HashSet<RecordId>,
+        changed: &HashSet<RecordId>,
         next_customer: &mut i64,
         out: &mut Resolution,
     ) {
@@ -1219,7 +1275,7 @@ impl Resolver {
                     self.customers.entry(id).or_default().push(*r);
                     out.assignments.push((*r, id));
                 }
-                if dirty.contains(r) {
+                if changed.contains(r) {
                     ch.records_changed = true;
                 }
             }
@@ -1283,6 +1339,61 @@ impl Resolver {
             })
             .collect();
         out.assignments.sort_unstable();
+    }
+
+    /// Every held record id, ascending.
+    pub fn record_ids(&self) -> Vec<RecordId> {
+        let mut ids: Vec<RecordId> = self.entries.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Compare two held records the way the resolver scores them.
+    pub fn compare(&self, a: RecordId, b: RecordId) -> Option<Comparison> {
+        Some(compare_features(
+            &self.entries.get(&a)?.features,
+            &self.entries.get(&b)?.features,
+        ))
+    }
+
+    /// Up to `limit` candidate pairs (records sharing an active blocking key) per key kind,
+    /// each with the kind of key that found it, in a deterministic order, for training. A
+    /// pair is listed once per kind.
+    pub fn candidate_pairs(&self, limit: usize) -> Vec<(KeyKind, RecordId, RecordId)> {
+        let mut hashes: Vec<(KeyKind, u64)> = self
+            .blocks
+            .iter()
+            .filter(|(_, b)| b.active() && b.members.len() > 1)
+            .map(|(h, b)| (b.kind, *h))
+            .collect();
+        hashes.sort_unstable();
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        let mut per_kind: HashMap<KeyKind, usize> = HashMap::new();
+        for (kind, h) in hashes {
+            let members = self.blocks[&h].members.as_slice();
+            for (i, a) in members.iter().enumerate() {
+                for b in &members[i + 1..] {
+                    let n = per_kind.entry(kind).or_default();
+                    if *n >= limit {
+                        break;
+                    }
+                    let pair = (kind, (*a).min(*b), (*a).max(*b));
+                    if seen.insert(pair) {
+                        *n += 1;
+                        out.push(pair);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Re-score every pair and re-cluster everything at the next resolve (after the
+    /// parameters or settings changed). Customer ids stay stable as on any re-clustering.
+    pub fn mark_all_dirty(&mut self) {
+        self.dirty.extend(self.entries.keys().copied());
+        self.touched.extend(self.entries.keys().copied());
     }
 
     /// Number of identifier values currently generic.

@@ -242,8 +242,12 @@ pub(crate) fn active_parameters(
 }
 
 impl WriterState {
-    fn load(
-        tx: &Transaction,
+    pub(crate) fn resolver(&self) -> &Resolver {
+        &self.resolver
+    }
+
+    pub(crate) fn load(
+        tx: &rusqlite::Connection,
         config: &ResolverConfig,
         data_version: i64,
     ) -> Result<Self, StoreError> {
@@ -349,20 +353,28 @@ impl Store {
     /// changelog entry per changed customer). A bulk load also commits less often this way:
     /// every commit rewrites each index page it touched.
     pub fn apply_group(&mut self, batches: Vec<PreparedBatch>) -> Result<ApplySummary, StoreError> {
-        self.write(batches, None)
+        self.write(batches, None, false)
+    }
+
+    /// Re-score every candidate pair with the active parameters and settings and re-cluster
+    /// every customer, in one transaction (after `train`, or a change of `[resolution]`).
+    /// Customer ids stay stable; merges and splits go to the changelog as usual.
+    pub fn reresolve(&mut self) -> Result<ApplySummary, StoreError> {
+        self.write(Vec::new(), None, true)
     }
 
     /// Record a curator decision and re-cluster what it touches, in one transaction. The
     /// decision is kept forever and wins over any evidence; a later decision on the same pair
     /// replaces an earlier one.
     pub fn curate(&mut self, decision: &CuratorDecision) -> Result<ApplySummary, StoreError> {
-        self.write(Vec::new(), Some(decision))
+        self.write(Vec::new(), Some(decision), false)
     }
 
     fn write(
         &mut self,
         mut batches: Vec<PreparedBatch>,
         decision: Option<&CuratorDecision>,
+        everything: bool,
     ) -> Result<ApplySummary, StoreError> {
         // The state travels with the transaction and comes back only if it commits: a failed
         // transaction leaves the resolver ahead of the tables.
@@ -405,6 +417,9 @@ impl Store {
         }
         if let Some(d) = decision {
             t.curate(d)?;
+        }
+        if everything {
+            t.state.resolver.mark_all_dirty();
         }
         t.resolve_and_write()?;
         for batch in &batches {

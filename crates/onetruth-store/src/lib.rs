@@ -10,6 +10,7 @@ mod apply;
 mod explain;
 mod query;
 mod schema;
+mod train;
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -22,6 +23,7 @@ pub use explain::*;
 pub use onetruth_model::SourceRecord;
 pub use query::*;
 pub use schema::SCHEMA_VERSION;
+pub use train::{ParametersInfo, TrainingOutcome, TrainingSettings};
 
 /// Errors at the store boundary.
 #[derive(Debug, thiserror::Error)]

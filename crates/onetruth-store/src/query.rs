@@ -109,6 +109,8 @@ pub struct Stats {
     pub blocking_overflows: i64,
     /// The largest overflowed keys (at most 10).
     pub largest_overflows: Vec<(String, i64)>,
+    /// The active match parameters: `None` for the shipped defaults.
+    pub match_parameters: Option<crate::ParametersInfo>,
 }
 
 /// An identifier value held by records with too many different names to link anyone.
@@ -499,6 +501,7 @@ impl Store {
             blocking_overflows: one("SELECT count(*) FROM block_overflows")?,
             ..Stats::default()
         };
+        s.match_parameters = self.parameters_info()?;
         s.generic_values = self
             .generic_values()?
             .into_iter()

@@ -115,6 +115,36 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Estimate match parameters from the stored records: u from random pairs, m by
+    /// expectation-maximisation over candidate pairs. Saved as a new active version in the
+    /// store; new and changed records are scored with it (`--reresolve` rescores everything).
+    Train {
+        /// Random record pairs compared to estimate u.
+        #[arg(long, default_value_t = 200_000)]
+        random_pairs: usize,
+        /// Most candidate pairs EM runs over.
+        #[arg(long, default_value_t = 500_000)]
+        max_candidates: usize,
+        /// EM iteration limit.
+        #[arg(long, default_value_t = 50)]
+        max_iterations: usize,
+        /// Seed of the random pair sample.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Print the estimates without saving them.
+        #[arg(long)]
+        dry_run: bool,
+        /// After saving, rescore every pair and re-cluster every customer with the new
+        /// parameters (what `onetruth reresolve` does).
+        #[arg(long, conflicts_with = "dry_run")]
+        reresolve: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rescore every candidate pair with the active parameters and settings and re-cluster
+    /// every customer (ids stay stable; merges and splits go to the changelog).
+    Reresolve,
     /// Record a curator decision; it wins over any evidence from then on.
     Curate {
         #[command(subcommand)]
@@ -327,6 +357,40 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .explain_customer(resolved.id)?
                 .with_context(|| format!("customer {} has no records", resolved.id))?;
             output::print_explanation(&e, json)?;
+        }
+        Command::Train {
+            random_pairs,
+            max_candidates,
+            max_iterations,
+            seed,
+            dry_run,
+            reresolve,
+            json,
+        } => {
+            let mut store = open_store(&cfg)?;
+            let outcome = store.train(onetruth_store::TrainingSettings {
+                random_pairs,
+                max_candidates,
+                seed,
+                max_iterations,
+                save: !dry_run,
+            })?;
+            output::print_training(&outcome, json)?;
+            if reresolve {
+                let s = store.reresolve()?;
+                eprintln!(
+                    "re-resolved: {} customers created, {} merged, {} split; {} pairs scored",
+                    s.customers_created, s.merges, s.splits, s.pairs_scored
+                );
+            }
+        }
+        Command::Reresolve => {
+            let mut store = open_store(&cfg)?;
+            let s = store.reresolve()?;
+            println!(
+                "re-resolved: {} customers created, {} merged, {} split; {} pairs scored",
+                s.customers_created, s.merges, s.splits, s.pairs_scored
+            );
         }
         Command::Curate { decision } => {
             let mut store = open_store(&cfg)?;

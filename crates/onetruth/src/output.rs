@@ -184,6 +184,10 @@ pub fn print_stats(s: &Stats, json: bool) -> anyhow::Result<()> {
     for (k, n) in &s.largest_overflows {
         writeln!(w, "  {k:<30} {n} records")?;
     }
+    match &s.match_parameters {
+        Some(p) => writeln!(w, "match parameters       #{} ({})", p.id, p.origin)?,
+        None => writeln!(w, "match parameters       shipped defaults")?,
+    }
     writeln!(w, "events                 {}", s.events)?;
     writeln!(w, "quarantined            {}", s.quarantined)?;
     writeln!(w, "changelog version      {}", s.changelog_version)?;
@@ -293,6 +297,56 @@ pub fn print_explanation(
     writeln!(w, "\nrefused or possible links ({}):", e.refused.len())?;
     for p in &e.refused {
         write_pair(&mut w, p)?;
+    }
+    Ok(())
+}
+
+/// `train`: the report and, per field and level, the old and new m, u and weight.
+pub fn print_training(t: &onetruth_store::TrainingOutcome, json: bool) -> anyhow::Result<()> {
+    let mut w = out();
+    if json {
+        serde_json::to_writer_pretty(&mut w, t)?;
+        writeln!(w)?;
+        return Ok(());
+    }
+    let r = &t.report;
+    writeln!(
+        w,
+        "{} random pairs (u), {} candidate pairs (m by EM, {} iterations, {}); {:.1}% of candidates estimated to match",
+        r.random_pairs,
+        r.candidate_pairs,
+        r.iterations,
+        if r.converged {
+            "converged"
+        } else {
+            "not converged"
+        },
+        r.candidate_match_share * 100.0
+    )?;
+    writeln!(
+        w,
+        "  {:<13} {:<30} {:>8} {:>8} {:>10} {:>8} {:>8}",
+        "field", "level", "m", "new m", "new u", "weight", "new"
+    )?;
+    for (field, levels) in &t.params.fields {
+        for (level, p) in levels {
+            let old = t.previous.level(field, level);
+            writeln!(
+                w,
+                "  {:<13} {:<30} {:>8.4} {:>8.4} {:>10.2e} {:>8.2} {:>8.2}",
+                field,
+                level,
+                old.map_or(f64::NAN, |o| o.m),
+                p.m,
+                p.u,
+                old.map_or(f64::NAN, |o| o.weight()),
+                p.weight()
+            )?;
+        }
+    }
+    match t.id {
+        Some(id) => writeln!(w, "saved as match parameters #{id} (active)")?,
+        None => writeln!(w, "dry run: nothing saved")?,
     }
     Ok(())
 }
