@@ -372,12 +372,12 @@ pub enum KeyKind {
 }
 
 impl KeyKind {
-    fn of(key: &BlockingKey) -> KeyKind {
-        match &key.value {
-            Some((kind, _)) if kind == "email" => KeyKind::Email,
-            Some((kind, _)) if kind == "phone" => KeyKind::Phone,
+    fn of(label: &str) -> KeyKind {
+        match value_kind(label) {
+            Some("email") => KeyKind::Email,
+            Some("phone") => KeyKind::Phone,
             Some(_) => KeyKind::OtherIdentifier,
-            None => match key.label.split(':').next() {
+            None => match label.split(':').next() {
                 Some("email_local") => KeyKind::EmailLocalPart,
                 Some("phone_last7") => KeyKind::PhoneLast7,
                 Some("family_year") => KeyKind::FamilyNameBirthYear,
@@ -406,6 +406,26 @@ pub struct BlockingKey {
     pub label: String,
     /// `Some((kind, value))` for identifier-value keys.
     pub value: Option<(String, String)>,
+}
+
+/// The identifier kind of a value key's label (`kind=value`); `None` for other keys, whose
+/// fixed prefixes never contain `=`.
+fn value_kind(label: &str) -> Option<&str> {
+    match (label.find('='), label.find(':')) {
+        (Some(eq), colon) if colon.is_none_or(|c| eq < c) => Some(&label[..eq]),
+        _ => None,
+    }
+}
+
+impl BlockingKey {
+    /// Rebuild a key from its label.
+    pub fn from_label(label: &str) -> BlockingKey {
+        let value = value_kind(label).map(|k| (k.to_string(), label[k.len() + 1..].to_string()));
+        BlockingKey {
+            label: label.to_string(),
+            value,
+        }
+    }
 }
 
 /// The blocking keys of a record (see the module docs). Identifier-value keys only for
@@ -513,7 +533,9 @@ fn entry_key(view: &RecordView) -> Box<str> {
 pub struct ResolverInput {
     key: Box<str>,
     features: Features,
-    keys: Vec<(u64, BlockingKey)>,
+    /// (hash, label) per key; the label is only read when a key flips, so it is kept as one
+    /// small string (value keys are `kind=value`, see [`BlockingKey::from_label`]).
+    keys: Vec<(u64, Box<str>)>,
     name: Option<u64>,
 }
 
@@ -527,7 +549,7 @@ impl ResolverInput {
             features: Features::of(view),
             keys: blocking_keys(view, &screened)
                 .into_iter()
-                .map(|k| (hash_str(&k.label), k))
+                .map(|k| (hash_str(&k.label), k.label.into_boxed_str()))
                 .collect(),
             name: given_name_key(view),
         }
@@ -740,12 +762,12 @@ impl Resolver {
             name,
         } = input;
         let mut hashes = Vec::with_capacity(keys.len());
-        for (h, key) in keys {
+        for (h, label) in keys {
             hashes.push(h);
             let block = self.blocks.entry(h).or_insert_with(|| Block {
                 members: Members::default(),
-                kind: KeyKind::of(&key),
-                is_value: key.value.is_some(),
+                kind: KeyKind::of(&label),
+                is_value: value_kind(&label).is_some(),
                 overflowed: false,
                 generic: false,
             });
@@ -753,12 +775,12 @@ impl Resolver {
             if block.is_value {
                 self.count_name(h, name, id);
             }
-            self.check_flips(h, Some(&key));
+            self.check_flips(h, Some(&label));
             // Generic values stay on the record but are not compared.
-            if let Some((kind, value)) = &key.value
+            if let Some(kind) = value_kind(&label)
                 && self.blocks.get(&h).is_some_and(|b| b.generic)
             {
-                features.set_generic(kind, value, true);
+                features.set_generic(kind, &label[kind.len() + 1..], true);
             }
         }
         if let Some(c) = customer {
@@ -890,7 +912,7 @@ impl Resolver {
 
     /// Recompute a block's overflow and generic state; on a flip its members' edges change.
     /// `key` is the block's label when the caller has it (inserts); flagged blocks keep theirs.
-    fn check_flips(&mut self, h: u64, key: Option<&BlockingKey>) {
+    fn check_flips(&mut self, h: u64, key: Option<&str>) {
         let Some(block) = self.blocks.get_mut(&h) else {
             return;
         };
@@ -906,7 +928,7 @@ impl Resolver {
         block.generic = generic;
         let flagged = overflowed || generic;
         let label = match key {
-            Some(k) => k.clone(),
+            Some(k) => BlockingKey::from_label(k),
             None => match self.block_labels.get(&h) {
                 Some(k) => k.clone(),
                 // A block only flips back from flagged on removals, and flagged blocks keep

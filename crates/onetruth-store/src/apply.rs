@@ -210,7 +210,9 @@ struct Pending<'b> {
 /// is dropped when another connection has written (`PRAGMA data_version`) or a transaction
 /// fails, and reloaded from the tables, which hold everything it knows.
 pub(crate) struct WriterState {
-    resolver: Resolver,
+    /// Loaded on first use, see [`WriterState::resolver`].
+    resolver: Option<Resolver>,
+    config: ResolverConfig,
     records: HashSet<u64, BuildHasherDefault<PassThroughHasher>>,
     data_version: i64,
 }
@@ -242,69 +244,167 @@ pub(crate) fn active_parameters(
 }
 
 impl WriterState {
-    pub(crate) fn resolver(&self) -> &Resolver {
-        &self.resolver
-    }
-
     pub(crate) fn load(
         tx: &rusqlite::Connection,
         config: &ResolverConfig,
         data_version: i64,
     ) -> Result<Self, StoreError> {
-        let params = active_parameters(tx)?;
-        let mut resolver = Resolver::new(params.clone(), Box::new(NoTermFrequency), config.clone());
-        resolver.begin_load();
         let mut records = HashSet::default();
-        let mut stmt = tx.prepare(
-            "SELECT id, source, source_id, version, customer_id, record FROM source_records",
-        )?;
+        let mut stmt = tx.prepare("SELECT source, source_id FROM source_records")?;
         let mut rows = stmt.query([])?;
         while let Some(r) = rows.next()? {
-            let id: i64 = r.get(0)?;
-            let source: String = r.get(1)?;
-            let source_id: String = r.get(2)?;
-            records.insert(key_hash(&source, &source_id));
-            let Some(customer) = r.get::<_, Option<i64>>(4)? else {
-                continue;
-            };
-            let text = r.get_ref(5)?.as_str().unwrap_or_default();
-            let stored: StoredRecord =
-                serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
-                    record_id: id,
-                    message: e.to_string(),
-                })?;
-            let view = RecordView {
-                source,
-                source_id,
-                version: r.get(3)?,
-                identifiers: stored.identifiers,
-                attributes: stored.attributes,
-            };
-            resolver.load_record(id, ResolverInput::of(&view), customer);
+            let source = r.get_ref(0)?.as_str().unwrap_or_default();
+            let source_id = r.get_ref(1)?.as_str().unwrap_or_default();
+            records.insert(key_hash(source, source_id));
         }
-        let mut stmt =
-            tx.prepare("SELECT record_a, record_b, weight FROM evidence WHERE weight IS NOT NULL")?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            let weight: f64 = r.get(2)?;
-            resolver.load_edge(r.get(0)?, r.get(1)?, weight, params.band(weight));
-        }
-        let mut stmt =
-            tx.prepare("SELECT action, record_a, record_b FROM curator_overrides ORDER BY id")?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            let action: String = r.get(0)?;
-            let a: i64 = r.get(1)?;
-            let b: Option<i64> = r.get(2)?;
-            apply_override(&mut resolver, &action, a, b);
-        }
-        resolver.finish_load();
         Ok(WriterState {
-            resolver,
+            resolver: None,
+            config: config.clone(),
             records,
             data_version,
         })
     }
+
+    /// The resolver, loaded from the tables on first use: a write that only meets unchanged
+    /// records (a re-run of the same export) never pays for it.
+    pub(crate) fn resolver(
+        &mut self,
+        tx: &rusqlite::Connection,
+    ) -> Result<&mut Resolver, StoreError> {
+        if self.resolver.is_none() {
+            self.resolver = Some(load_resolver(tx, &self.config)?);
+        }
+        // Set just above when it was missing.
+        Ok(self.resolver.as_mut().expect("resolver loaded"))
+    }
+}
+
+/// Build the resolver from the tables: every live entity record, the stored pairs and the
+/// curator decisions. Parsing and preparing records is spread over two threads (the reading
+/// thread inserts), which nearly halves the start-up time of a large store.
+pub(crate) fn load_resolver(
+    tx: &rusqlite::Connection,
+    config: &ResolverConfig,
+) -> Result<Resolver, StoreError> {
+    let params = active_parameters(tx)?;
+    let mut resolver = Resolver::new(params.clone(), Box::new(NoTermFrequency), config.clone());
+    resolver.begin_load();
+    type Row = (i64, String, String, i64, i64, String);
+    type Prepared = Vec<Result<(i64, ResolverInput, i64), StoreError>>;
+    let prepare = |rows: Vec<Row>| -> Prepared {
+        rows.into_iter()
+            .map(|(id, source, source_id, version, customer, text)| {
+                let stored: StoredRecord =
+                    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+                        record_id: id,
+                        message: e.to_string(),
+                    })?;
+                let view = RecordView {
+                    source,
+                    source_id,
+                    version,
+                    identifiers: stored.identifiers,
+                    attributes: stored.attributes,
+                };
+                Ok((id, ResolverInput::of(&view), customer))
+            })
+            .collect()
+    };
+    const CHUNK: usize = 4096;
+    std::thread::scope(|scope| -> Result<(), StoreError> {
+        let (to_worker, from_reader) = std::sync::mpsc::sync_channel::<Vec<Row>>(4);
+        let (to_reader, prepared) = std::sync::mpsc::sync_channel::<Prepared>(4);
+        let worker = scope.spawn(move || {
+            for chunk in from_reader {
+                if to_reader.send(prepare(chunk)).is_err() {
+                    break;
+                }
+            }
+        });
+        let insert = |chunk: Prepared, resolver: &mut Resolver| -> Result<(), StoreError> {
+            for item in chunk {
+                let (id, input, customer) = item?;
+                resolver.load_record(id, input, customer);
+            }
+            Ok(())
+        };
+        let mut stmt = tx.prepare(
+            "SELECT id, source, source_id, version, customer_id, record FROM source_records
+             WHERE customer_id IS NOT NULL",
+        )?;
+        let mut rows = stmt.query([])?;
+        let mut chunk: Vec<Row> = Vec::with_capacity(CHUNK);
+        // Alternate: every other chunk goes to the worker, the rest is prepared here.
+        let mut to_worker = Some(to_worker);
+        let mut turn = false;
+        let mut outstanding = 0usize;
+        loop {
+            let row = rows.next()?;
+            if let Some(r) = row {
+                chunk.push((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ));
+            }
+            let done = row.is_none();
+            if chunk.len() == CHUNK || (done && !chunk.is_empty()) {
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                turn = !turn;
+                if turn && let Some(tw) = &to_worker {
+                    // The worker's channel is bounded: collect its results as they come so
+                    // it never blocks.
+                    tw.send(full).map_err(|_| StoreError::Corrupt {
+                        record_id: 0,
+                        message: "resolver loader thread stopped".into(),
+                    })?;
+                    outstanding += 1;
+                } else {
+                    insert(prepare(full), &mut resolver)?;
+                }
+                while let Ok(ready) = prepared.try_recv() {
+                    outstanding -= 1;
+                    insert(ready, &mut resolver)?;
+                }
+            }
+            if done {
+                break;
+            }
+        }
+        to_worker.take();
+        while outstanding > 0 {
+            match prepared.recv() {
+                Ok(ready) => {
+                    outstanding -= 1;
+                    insert(ready, &mut resolver)?;
+                }
+                Err(_) => break,
+            }
+        }
+        let _ = worker.join();
+        Ok(())
+    })?;
+    let mut stmt =
+        tx.prepare("SELECT record_a, record_b, weight FROM evidence WHERE weight IS NOT NULL")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let weight: f64 = r.get(2)?;
+        resolver.load_edge(r.get(0)?, r.get(1)?, weight, params.band(weight));
+    }
+    let mut stmt =
+        tx.prepare("SELECT action, record_a, record_b FROM curator_overrides ORDER BY id")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let action: String = r.get(0)?;
+        let a: i64 = r.get(1)?;
+        let b: Option<i64> = r.get(2)?;
+        apply_override(&mut resolver, &action, a, b);
+    }
+    resolver.finish_load();
+    Ok(resolver)
 }
 
 /// Feed one stored curator decision to the resolver.
@@ -419,7 +519,7 @@ impl Store {
             t.curate(d)?;
         }
         if everything {
-            t.state.resolver.mark_all_dirty();
+            t.state.resolver(&t.tx)?.mark_all_dirty();
         }
         t.resolve_and_write()?;
         for batch in &batches {
@@ -504,7 +604,7 @@ impl<'b> Tx<'_, 'b, '_> {
             p.rec = rec;
             let id = p.id;
             self.summary.applied += 1;
-            self.feed_resolver(id, input);
+            self.feed_resolver(id, input)?;
             return Ok(());
         }
         // A record key the state has never seen is certainly new: skip the lookup.
@@ -566,7 +666,11 @@ impl<'b> Tx<'_, 'b, '_> {
             exists: existing.is_some(),
         });
         self.summary.applied += 1;
-        self.feed_resolver(id, input);
+        // A new record without an input (event-only, or a delete of something never seen)
+        // has nothing to resolve.
+        if input.is_some() || existing.is_some() {
+            self.feed_resolver(id, input)?;
+        }
         Ok(())
     }
 
@@ -581,21 +685,31 @@ impl<'b> Tx<'_, 'b, '_> {
                 "INSERT INTO curator_overrides (action, record_a, record_b, created_at) VALUES (?1, ?2, ?3, ?4)",
             )?
             .execute(params![action, a, b, self.now])?;
-        apply_override(&mut self.state.resolver, action, a, b);
+        apply_override(self.state.resolver(&self.tx)?, action, a, b);
         Ok(())
     }
 
-    fn feed_resolver(&mut self, id: RecordId, input: Option<ResolverInput>) {
+    fn feed_resolver(
+        &mut self,
+        id: RecordId,
+        input: Option<ResolverInput>,
+    ) -> Result<(), StoreError> {
+        let resolver = self.state.resolver(&self.tx)?;
         if let Some(input) = input {
-            self.state.resolver.upsert(id, input);
+            resolver.upsert(id, input);
         } else {
             // Deleted, or an event-only record: it leaves the customer it belonged to.
-            self.state.resolver.remove(id);
+            resolver.remove(id);
         }
+        Ok(())
     }
 
     fn resolve_and_write(&mut self) -> Result<(), StoreError> {
-        let res = self.state.resolver.resolve(&mut self.next_customer);
+        let res = match self.state.resolver.as_mut() {
+            Some(r) => r.resolve(&mut self.next_customer),
+            // Nothing reached the resolver (only event-only records, or nothing new).
+            None => onetruth_resolve::Resolution::default(),
+        };
         self.summary.pairs_scored += res.pairs_scored;
         // Customer rows first: records reference them.
         let mut seqs: HashMap<i64, i64> = HashMap::new();
@@ -615,7 +729,10 @@ impl<'b> Tx<'_, 'b, '_> {
         for p in &self.pending {
             let rec = p.rec;
             let customer = if rec.is_entity {
-                self.state.resolver.customer_of(p.id)
+                self.state
+                    .resolver
+                    .as_ref()
+                    .and_then(|r| r.customer_of(p.id))
             } else {
                 None
             };

@@ -8,7 +8,7 @@ use onetruth_resolve::train::{CandidateGroup, TrainingOptions, TrainingReport, t
 use rusqlite::{OptionalExtension, TransactionBehavior, params};
 use serde::Serialize;
 
-use crate::apply::{WriterState, active_parameters};
+use crate::apply::{active_parameters, load_resolver};
 use crate::{Store, StoreError, now_micros};
 
 /// How much to sample for training.
@@ -81,8 +81,8 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let previous = active_parameters(&tx)?;
-        let state = WriterState::load(&tx, &self.resolution, 0)?;
-        let resolver = state.resolver();
+        let resolver = load_resolver(&tx, &self.resolution)?;
+        let resolver = &resolver;
         let ids = resolver.record_ids();
         let mut random: Vec<Comparison> = Vec::new();
         if ids.len() >= 2 {

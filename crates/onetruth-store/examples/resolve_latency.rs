@@ -1,0 +1,93 @@
+//! Latency of resolving one new record against a large store: applies records one at a time
+//! (one transaction each: match, cluster, write, commit) and prints percentiles.
+//!
+//! ```sh
+//! cargo run --release -p onetruth-store --example resolve_latency -- /tmp/bench-1m.db 2000
+//! ```
+//!
+//! Every fourth record is another record of the previous person (same name and email), so a
+//! quarter of the applies merge into an existing customer; the rest are new people.
+
+use std::time::Instant;
+
+use onetruth_model::{Attributes, IdentifierKind, Normalizer, Op, SourceRecord};
+use onetruth_store::{Batch, Store, StoreOptions};
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let db = args.next().expect("usage: resolve_latency DB [COUNT]");
+    let count: usize = args
+        .next()
+        .map_or(2000, |n| n.parse().expect("COUNT is a number"));
+    let mut store = Store::open(db.as_ref(), StoreOptions::default()).expect("open store");
+    let normalizer = Normalizer::default();
+    // A fresh id range per run, so every apply is a new record even on a reused store.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let given = [
+        "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken",
+    ];
+    let family = [
+        "Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen",
+    ];
+    let record = |i: usize| {
+        // Every fourth record repeats the previous person.
+        let person = if i % 4 == 0 && i > 0 { i - 1 } else { i };
+        let email = format!(
+            "latency.{person}.{}@example.net",
+            family[person % family.len()].to_lowercase()
+        );
+        let phone = format!("+1 628 {:03} {:04}", 200 + (i / 10_000) % 700, i % 10_000);
+        SourceRecord {
+            source: "latency".into(),
+            source_id: format!("lat-{run}-{i}"),
+            version: 1,
+            op: Op::Upsert,
+            identifiers: vec![
+                normalizer
+                    .normalize(&IdentifierKind::Email, &email, None)
+                    .expect("valid email"),
+                normalizer
+                    .normalize(&IdentifierKind::Phone, &phone, None)
+                    .expect("valid phone"),
+            ],
+            attributes: Attributes {
+                given_name: Some(given[person % given.len()].into()),
+                family_name: Some(family[person % family.len()].into()),
+                ..Attributes::default()
+            },
+            events: Vec::new(),
+            raw: serde_json::Value::Null,
+        }
+    };
+    let batch = |r: SourceRecord| Batch {
+        connector: "latency".into(),
+        records: vec![r],
+        quarantine: Vec::new(),
+        checkpoint: None,
+    };
+    // The first write loads the resolver's state from the store: timed separately.
+    let started = Instant::now();
+    store.apply(batch(record(0))).expect("apply");
+    let load = started.elapsed();
+    let mut times = Vec::with_capacity(count);
+    for i in 1..=count {
+        let r = record(i);
+        let t = Instant::now();
+        store.apply(batch(r)).expect("apply");
+        times.push(t.elapsed());
+    }
+    times.sort();
+    let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
+    println!(
+        "state load (first write) {:.2?}; {} single-record applies: p50 {:.0?} p90 {:.0?} p99 {:.0?} max {:.0?}",
+        load,
+        times.len(),
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        times[times.len() - 1]
+    );
+    store.forget_writer_state();
+}
