@@ -33,7 +33,11 @@ fn main() {
     ];
     let record = |i: usize| {
         // Every fourth record repeats the previous person.
-        let person = if i.is_multiple_of(4) && i > 0 { i - 1 } else { i };
+        let person = if i.is_multiple_of(4) && i > 0 {
+            i - 1
+        } else {
+            i
+        };
         let email = format!(
             "latency.{person}.{}@example.net",
             family[person % family.len()].to_lowercase()

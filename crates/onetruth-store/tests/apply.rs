@@ -443,3 +443,63 @@ fn the_filter_sees_what_another_connection_wrote() {
     );
     assert_eq!(writer.customer(zed[0]).unwrap().unwrap().records.len(), 2);
 }
+
+/// Records with shared emails and phones and a few given names, so links, guards (different
+/// given names sharing a mailbox) and generic values all come into play.
+fn tangled(n: usize) -> Vec<SourceRecord> {
+    let names = ["Ann", "Bob", "Cy", "Di", "Ed"];
+    (0..n)
+        .map(|i| {
+            let email = format!("p{}@x.com", i / 3);
+            let phone = format!("+1415555{:04}", i / 4);
+            let mut r = rec(
+                "crm",
+                &format!("{i:04}"),
+                1,
+                names[(i / 2) % names.len()],
+                &[("email", &email), ("phone", &phone)],
+            );
+            r.attributes.family_name = Some(["Lee", "Kim"][i % 2].into());
+            r
+        })
+        .collect()
+}
+
+#[test]
+fn any_order_and_batch_size_gives_the_same_partition() {
+    let records = tangled(400);
+    let (_d, mut one) = store();
+    one.apply(batch(records.clone())).unwrap();
+    let reference = partition(&one);
+    assert!(
+        reference.len() < 400 && reference.len() > 50,
+        "{}",
+        reference.len()
+    );
+
+    let (_d2, mut reversed) = store();
+    let rev: Vec<SourceRecord> = records.iter().rev().cloned().collect();
+    for chunk in rev.chunks(7) {
+        reversed.apply(batch(chunk.to_vec())).unwrap();
+    }
+    assert_eq!(partition(&reversed), reference, "reversed, batches of 7");
+
+    let (_d3, mut strided) = store();
+    let order: Vec<SourceRecord> = (0..37)
+        .flat_map(|start| records.iter().skip(start).step_by(37).cloned())
+        .collect();
+    for chunk in order.chunks(50) {
+        strided.apply(batch(chunk.to_vec())).unwrap();
+    }
+    assert_eq!(partition(&strided), reference, "strided, batches of 50");
+
+    // Reopening between batches reloads the resolver from the tables: same result.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    for chunk in records.chunks(130) {
+        let mut s = Store::open(&path, StoreOptions::default()).unwrap();
+        s.apply(batch(chunk.to_vec())).unwrap();
+    }
+    let s = Store::open(&path, StoreOptions::default()).unwrap();
+    assert_eq!(partition(&s), reference, "reopened between batches");
+}
