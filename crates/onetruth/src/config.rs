@@ -450,6 +450,17 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid() {
+        let f = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/onetruth.example.toml");
+        let c = Config::load(Some(&f), None).unwrap();
+        assert_eq!(
+            c.survivorship.source_priority,
+            ["crm", "billing", "helpdesk"]
+        );
+        assert_eq!(c.resolution.max_block_size, 25);
+    }
+
+    #[test]
     fn db_flag_wins_over_file() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("onetruth.toml");
