@@ -506,6 +506,13 @@ fn train_saves_versioned_parameters_and_reresolve_keeps_ids() {
         dry["report"]
     );
     assert!(dry["report"]["candidate_pairs"].as_u64().unwrap() > 0);
+    // Family-name frequencies travel with the parameters, for the term-frequency adjustment.
+    let tf = dry["params"]["term_frequencies"].as_object().unwrap();
+    assert!(!tf.is_empty());
+    assert!(
+        tf.values()
+            .all(|f| f.as_f64().unwrap() > 0.0 && f.as_f64().unwrap() < 1.0)
+    );
     assert!(
         stats(&db)["match_parameters"].is_null(),
         "a dry run saves nothing"

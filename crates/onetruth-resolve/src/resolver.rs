@@ -1304,12 +1304,13 @@ impl Resolver {
             ch.absorbed.sort_unstable();
         }
         // Old ids that no part kept.
+        let kept: HashSet<i64> = part_id.iter().flatten().copied().collect();
         for (c, counts) in &old {
             let holders: Vec<i64> = counts
                 .keys()
                 .map(|i| part_id[*i].expect("assigned"))
                 .collect();
-            if taken.contains(c) && part_id.contains(&Some(*c)) {
+            if kept.contains(c) {
                 // Kept: which other parts took some of its records?
                 let ch = facts.get_mut(c).expect("a kept id has a part");
                 ch.split_off = holders.iter().copied().filter(|h| h != c).collect();
@@ -1361,6 +1362,17 @@ impl Resolver {
             })
             .collect();
         out.assignments.sort_unstable();
+    }
+
+    /// How many held records carry each normalized family name (for term frequencies).
+    pub fn family_name_counts(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for e in self.entries.values() {
+            if let Some(f) = e.features.name().family() {
+                *counts.entry(f.to_string()).or_default() += 1;
+            }
+        }
+        counts
     }
 
     /// Every held record id, ascending.

@@ -88,6 +88,12 @@ pub struct MatchParameters {
     /// Field name → level name → m and u, for every level except `missing` (which weighs 0 by
     /// definition, so a value for it could only mislead).
     pub fields: BTreeMap<String, BTreeMap<String, LevelProbabilities>>,
+    /// Normalized family name → share of records carrying it, for the term-frequency
+    /// adjustment of an exact family-name agreement (`train` fills it from the store; empty:
+    /// no adjustment). Fixed with the parameter version, so scores do not drift as records
+    /// arrive.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub term_frequencies: BTreeMap<String, f64>,
 }
 
 /// `(level, m, u)` rows for one field, in the field's level order.
@@ -235,6 +241,7 @@ impl Default for MatchParameters {
             // A name held by 1 in 10⁴ records is already rare; rarer estimates are noise.
             term_frequency_u_floor: 1e-4,
             fields,
+            term_frequencies: BTreeMap::new(),
         }
     }
 }

@@ -9,9 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use onetruth_model::CustomerId;
 use onetruth_resolve::RecordView;
-use onetruth_resolve::score::{
-    Comparison, MatchScore, NoTermFrequency, compare_records, score_records,
-};
+use onetruth_resolve::score::{Comparison, MatchScore, compare_records, score_records};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
@@ -163,7 +161,7 @@ impl Store {
             &left.view,
             &right.view,
             params,
-            &NoTermFrequency,
+            &params.term_frequencies,
             self.resolution.identifier_weight,
         );
         let r = |l: &Loaded| RecordRef {

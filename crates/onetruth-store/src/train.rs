@@ -118,6 +118,19 @@ impl Store {
                 ..TrainingOptions::default()
             },
         );
+        // Term frequencies: the share of records per family name, for names held by at least
+        // two records (a name seen once is already at the floor), at most 50,000 names.
+        let mut params = params;
+        let counts = resolver.family_name_counts();
+        let total: usize = counts.values().sum();
+        let mut common: Vec<(String, usize)> =
+            counts.into_iter().filter(|(_, n)| *n >= 2).collect();
+        common.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        common.truncate(50_000);
+        params.term_frequencies = common
+            .into_iter()
+            .map(|(name, n)| (name, n as f64 / total.max(1) as f64))
+            .collect();
         let mut id = None;
         if settings.save {
             tx.execute(
