@@ -730,39 +730,54 @@ impl<'b> Tx<'_, 'b, '_> {
         };
         let resolved = started.elapsed();
         self.summary.pairs_scored += res.pairs_scored;
-        // Customer rows first: records reference them.
-        let mut seqs: HashMap<i64, i64> = HashMap::new();
-        for ch in &res.changes {
-            let seq = self.changelog(ch)?;
-            seqs.insert(ch.customer, seq);
-            if ch.created {
-                self.tx
-                    .prepare_cached(
-                        "INSERT INTO customers (id, created_at, version) VALUES (?1, ?2, ?3)",
-                    )?
-                    .execute(params![ch.customer, self.now, seq])?;
-                self.summary.customers_created += 1;
+        // Customer rows first: records reference them. Statements are prepared once per
+        // group: looking a long SQL text up in the statement cache per row costs as much as a
+        // small insert.
+        let mut seqs: HashMap<i64, i64> = HashMap::with_capacity(res.changes.len());
+        {
+            let mut log = self.tx.prepare_cached(
+                "INSERT INTO changelog (seq, customer_id, change, details, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            let mut ins = self.tx.prepare_cached(
+                "INSERT INTO customers (id, created_at, version) VALUES (?1, ?2, ?3)",
+            )?;
+            for ch in &res.changes {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                let (change, details) = changelog_entry(ch);
+                log.execute(params![seq, ch.customer, change, details, self.now])?;
+                seqs.insert(ch.customer, seq);
+                if ch.created {
+                    ins.execute(params![ch.customer, self.now, seq])?;
+                    self.summary.customers_created += 1;
+                }
             }
         }
         let mut written: HashSet<RecordId> = HashSet::with_capacity(self.pending.len());
-        for p in &self.pending {
-            let rec = p.rec;
-            let customer = if rec.is_entity {
-                self.state
-                    .resolver
-                    .as_ref()
-                    .and_then(|r| r.customer_of(p.id))
-            } else {
-                None
-            };
-            written.insert(p.id);
-            if p.exists {
-                self.tx
-                    .prepare_cached(
-                        "UPDATE source_records SET version = ?2, deleted = ?3, content_hash = ?4,
-                         updated_at = ?5, customer_id = ?6, record = ?7, raw = ?8 WHERE id = ?1",
-                    )?
-                    .execute(params![
+        {
+            let mut upd = self.tx.prepare_cached(
+                "UPDATE source_records SET version = ?2, deleted = ?3, content_hash = ?4,
+                 updated_at = ?5, customer_id = ?6, record = ?7, raw = ?8 WHERE id = ?1",
+            )?;
+            let mut ins = self.tx.prepare_cached(
+                "INSERT INTO source_records
+                 (id, source, source_id, version, deleted, content_hash, first_seen, updated_at, customer_id, record, raw)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)",
+            )?;
+            let mut idx = Indexes::prepare(&self.tx)?;
+            for p in &self.pending {
+                let rec = p.rec;
+                let customer = if rec.is_entity {
+                    self.state
+                        .resolver
+                        .as_ref()
+                        .and_then(|r| r.customer_of(p.id))
+                } else {
+                    None
+                };
+                written.insert(p.id);
+                if p.exists {
+                    upd.execute(params![
                         p.id,
                         rec.version,
                         rec.deleted,
@@ -772,14 +787,8 @@ impl<'b> Tx<'_, 'b, '_> {
                         rec.record_json,
                         rec.raw_json
                     ])?;
-            } else {
-                self.tx
-                    .prepare_cached(
-                        "INSERT INTO source_records
-                         (id, source, source_id, version, deleted, content_hash, first_seen, updated_at, customer_id, record, raw)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)",
-                    )?
-                    .execute(params![
+                } else {
+                    ins.execute(params![
                         p.id,
                         rec.source,
                         rec.source_id,
@@ -791,8 +800,9 @@ impl<'b> Tx<'_, 'b, '_> {
                         rec.record_json,
                         rec.raw_json
                     ])?;
+                }
+                idx.write(p.id, rec)?;
             }
-            write_indexes(&self.tx, p.id, rec)?;
         }
         {
             let mut upd = self
@@ -923,74 +933,80 @@ impl<'b> Tx<'_, 'b, '_> {
         }
         Ok(resolved)
     }
-
-    /// One changelog row for a customer's change in this group; returns its seq (the
-    /// customer's new version).
-    fn changelog(&mut self, ch: &CustomerChange) -> Result<i64, StoreError> {
-        let change = match &ch.status {
-            CustomerStatus::MergedInto { .. } => "merged_into",
-            CustomerStatus::SplitInto { .. } => "split_into",
-            CustomerStatus::Empty => "emptied",
-            CustomerStatus::Active if ch.created => "created",
-            CustomerStatus::Active if !ch.absorbed.is_empty() => "merged",
-            CustomerStatus::Active if !ch.split_off.is_empty() => "split",
-            CustomerStatus::Active => "updated",
-        };
-        let mut details = serde_json::Map::new();
-        match &ch.status {
-            CustomerStatus::MergedInto { into } => {
-                details.insert("into".into(), (*into).into());
-            }
-            CustomerStatus::SplitInto { into } => {
-                details.insert("into".into(), into.clone().into());
-            }
-            _ => {}
-        }
-        if !ch.absorbed.is_empty() {
-            details.insert("absorbed".into(), ch.absorbed.clone().into());
-        }
-        if ch.status == CustomerStatus::Active && !ch.split_off.is_empty() {
-            details.insert("split_off".into(), ch.split_off.clone().into());
-        }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.tx
-            .prepare_cached("INSERT INTO changelog (seq, customer_id, change, details, at) VALUES (?1, ?2, ?3, ?4, ?5)")?
-            .execute(params![
-                seq,
-                ch.customer,
-                change,
-                serde_json::Value::Object(details).to_string(),
-                self.now
-            ])?;
-        Ok(seq)
-    }
 }
 
-/// Index a written record's identifiers and events.
-fn write_indexes(tx: &Transaction, record_id: i64, rec: &PreparedRecord) -> Result<(), StoreError> {
-    let mut ins = tx.prepare_cached(
-        "INSERT OR IGNORE INTO identifiers (kind, value, record_id, linkable) VALUES (?1, ?2, ?3, ?4)",
-    )?;
-    for id in &rec.identifiers {
-        ins.execute(params![id.kind.as_str(), id.value, record_id, id.linkable])?;
+/// The change name and details JSON of a customer's changelog row.
+fn changelog_entry(ch: &CustomerChange) -> (&'static str, String) {
+    let change = match &ch.status {
+        CustomerStatus::MergedInto { .. } => "merged_into",
+        CustomerStatus::SplitInto { .. } => "split_into",
+        CustomerStatus::Empty => "emptied",
+        CustomerStatus::Active if ch.created => "created",
+        CustomerStatus::Active if !ch.absorbed.is_empty() => "merged",
+        CustomerStatus::Active if !ch.split_off.is_empty() => "split",
+        CustomerStatus::Active => "updated",
+    };
+    let mut details = serde_json::Map::new();
+    match &ch.status {
+        CustomerStatus::MergedInto { into } => {
+            details.insert("into".into(), (*into).into());
+        }
+        CustomerStatus::SplitInto { into } => {
+            details.insert("into".into(), into.clone().into());
+        }
+        _ => {}
     }
-    if !rec.events.is_empty() {
-        let mut ev = tx.prepare_cached(
-            "INSERT INTO events (record_id, seq, kind, occurred_at, data) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        let mut evid = tx.prepare_cached(
-            "INSERT OR IGNORE INTO event_identifiers (kind, value, record_id, seq) VALUES (?1, ?2, ?3, ?4)",
-        )?;
+    if !ch.absorbed.is_empty() {
+        details.insert("absorbed".into(), ch.absorbed.clone().into());
+    }
+    if ch.status == CustomerStatus::Active && !ch.split_off.is_empty() {
+        details.insert("split_off".into(), ch.split_off.clone().into());
+    }
+    (change, serde_json::Value::Object(details).to_string())
+}
+
+/// The statements that index a written record's identifiers and events, prepared once.
+struct Indexes<'t> {
+    identifier: rusqlite::CachedStatement<'t>,
+    event: rusqlite::CachedStatement<'t>,
+    event_identifier: rusqlite::CachedStatement<'t>,
+}
+
+impl<'t> Indexes<'t> {
+    fn prepare(tx: &'t Transaction) -> Result<Self, StoreError> {
+        Ok(Indexes {
+            identifier: tx.prepare_cached(
+                "INSERT OR IGNORE INTO identifiers (kind, value, record_id, linkable) VALUES (?1, ?2, ?3, ?4)",
+            )?,
+            event: tx.prepare_cached(
+                "INSERT INTO events (record_id, seq, kind, occurred_at, data) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?,
+            event_identifier: tx.prepare_cached(
+                "INSERT OR IGNORE INTO event_identifiers (kind, value, record_id, seq) VALUES (?1, ?2, ?3, ?4)",
+            )?,
+        })
+    }
+
+    fn write(&mut self, record_id: i64, rec: &PreparedRecord) -> Result<(), StoreError> {
+        for id in &rec.identifiers {
+            self.identifier
+                .execute(params![id.kind.as_str(), id.value, record_id, id.linkable])?;
+        }
         for (seq, e) in rec.events.iter().enumerate() {
             let data = serde_json::Value::Object(e.data.clone()).to_string();
-            ev.execute(params![record_id, seq as i64, e.kind, e.occurred_at, data])?;
+            self.event
+                .execute(params![record_id, seq as i64, e.kind, e.occurred_at, data])?;
             for id in e.identifiers.iter().filter(|i| i.linkable) {
-                evid.execute(params![id.kind.as_str(), id.value, record_id, seq as i64])?;
+                self.event_identifier.execute(params![
+                    id.kind.as_str(),
+                    id.value,
+                    record_id,
+                    seq as i64
+                ])?;
             }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 fn remove_indexes(tx: &Transaction, record_id: i64, old: &StoredRecord) -> Result<(), StoreError> {
