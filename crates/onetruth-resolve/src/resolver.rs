@@ -1566,7 +1566,7 @@ impl<'a> ClusterFacts<'a> {
         push_new(&mut self.unique, other.unique);
         push_new(&mut self.birth_dates, other.birth_dates);
         for n in other.names {
-            if !self.names.iter().any(|m| *m == n) {
+            if !self.names.contains(&n) {
                 self.names.push(n);
             }
         }
