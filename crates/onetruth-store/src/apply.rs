@@ -215,6 +215,8 @@ pub(crate) struct WriterState {
     config: ResolverConfig,
     records: HashSet<u64, BuildHasherDefault<PassThroughHasher>>,
     data_version: i64,
+    /// Next customer id, changelog seq and record id after our last commit.
+    next_ids: Option<(i64, i64, i64)>,
 }
 
 /// The active match parameters: the newest row marked active, else the shipped defaults.
@@ -262,6 +264,7 @@ impl WriterState {
             config: config.clone(),
             records,
             data_version,
+            next_ids: None,
         })
     }
 
@@ -491,11 +494,21 @@ impl Store {
             // First write, or another connection wrote since our last commit.
             _ => WriterState::load(&tx, &self.resolution, data_version)?,
         };
-        let next =
-            |sql: &str| -> Result<i64, StoreError> { Ok(tx.query_row(sql, [], |r| r.get(0))?) };
-        let next_customer = next("SELECT coalesce(max(id), 0) + 1 FROM customers")?;
-        let next_seq = next("SELECT coalesce(max(seq), 0) + 1 FROM changelog")?;
-        let next_record = next("SELECT coalesce(max(id), 0) + 1 FROM source_records")?;
+        // The next ids: remembered from our last commit while no one else wrote (the state is
+        // reloaded otherwise), so a one-record write does not pay three index seeks for them.
+        let (next_customer, next_seq, next_record) = match state.next_ids {
+            Some(ids) => ids,
+            None => {
+                let next = |sql: &str| -> Result<i64, StoreError> {
+                    Ok(tx.query_row(sql, [], |r| r.get(0))?)
+                };
+                (
+                    next("SELECT coalesce(max(id), 0) + 1 FROM customers")?,
+                    next("SELECT coalesce(max(seq), 0) + 1 FROM changelog")?,
+                    next("SELECT coalesce(max(id), 0) + 1 FROM source_records")?,
+                )
+            }
+        };
         let mut t = Tx {
             tx,
             state: &mut state,
@@ -544,7 +557,7 @@ impl Store {
                 .execute(params![batch.connector, position, t.now])?;
             }
         }
-        let (tx, summary) = t.finish();
+        let (tx, summary, next_ids) = t.finish();
         let written = started.elapsed();
         tx.commit()?;
         // Where a group's time goes (stage: version checks and block index; resolve: scoring
@@ -558,6 +571,7 @@ impl Store {
             pairs = summary.pairs_scored,
             "group applied"
         );
+        state.next_ids = Some(next_ids);
         // Our own commits leave data_version unchanged; the next group compares to it.
         state.data_version = self
             .conn
@@ -597,8 +611,9 @@ impl std::hash::Hasher for PassThroughHasher {
 }
 
 impl<'a> Tx<'a, '_, '_> {
-    fn finish(self) -> (Transaction<'a>, ApplySummary) {
-        (self.tx, self.summary)
+    fn finish(self) -> (Transaction<'a>, ApplySummary, (i64, i64, i64)) {
+        let ids = (self.next_customer, self.next_seq, self.next_record);
+        (self.tx, self.summary, ids)
     }
 }
 
