@@ -2,7 +2,7 @@
 //! (one transaction each: match, cluster, write, commit) and prints percentiles.
 //!
 //! ```sh
-//! cargo run --release -p onetruth-store --example resolve_latency -- /tmp/bench-1m.db 2000
+//! cargo run --release -p onetruth-store --example resolve_latency -- /tmp/bench-1m.db 2000 [CACHE_MIB]
 //! ```
 //!
 //! Every fourth record is another record of the previous person (same name and email), so a
@@ -19,7 +19,11 @@ fn main() {
     let count: usize = args
         .next()
         .map_or(2000, |n| n.parse().expect("COUNT is a number"));
-    let mut store = Store::open(db.as_ref(), StoreOptions::default()).expect("open store");
+    let mut options = StoreOptions::default();
+    if let Some(mib) = args.next() {
+        options.cache_mib = mib.parse().expect("CACHE_MIB is a number");
+    }
+    let mut store = Store::open(db.as_ref(), options).expect("open store");
     let normalizer = Normalizer::default();
     // A fresh id range per run, so every apply is a new record even on a reused store.
     let run = std::time::SystemTime::now()
@@ -38,11 +42,14 @@ fn main() {
         } else {
             i
         };
+        // Emails and phones are unique per run (and per person), so runs on one store do not
+        // link to each other's records.
         let email = format!(
-            "latency.{person}.{}@example.net",
+            "latency.{run}.{person}.{}@example.net",
             family[person % family.len()].to_lowercase()
         );
-        let phone = format!("+1 628 {:03} {:04}", 200 + (i / 10_000) % 700, i % 10_000);
+        let number = (run as usize).wrapping_mul(1_000_003).wrapping_add(i) % 7_000_000;
+        let phone = format!("+1 628 {:03} {:04}", 200 + number / 10_000, number % 10_000);
         SourceRecord {
             source: "latency".into(),
             source_id: format!("lat-{run}-{i}"),
