@@ -72,6 +72,8 @@ impl ApiState {
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    /// For a customer id that was split up: the customers its records went to.
+    split_into: Vec<CustomerId>,
 }
 
 impl ApiError {
@@ -79,6 +81,7 @@ impl ApiError {
         ApiError {
             status,
             message: message.into(),
+            split_into: Vec::new(),
         }
     }
 
@@ -91,6 +94,8 @@ impl ApiError {
 #[derive(Serialize)]
 struct ErrorBody {
     error: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    split_into: Vec<CustomerId>,
 }
 
 impl IntoResponse for ApiError {
@@ -99,6 +104,7 @@ impl IntoResponse for ApiError {
             self.status,
             Json(ErrorBody {
                 error: self.message,
+                split_into: self.split_into,
             }),
         )
             .into_response()
@@ -149,12 +155,23 @@ async fn get_customer(
     })?;
     let found = state.with_store(|s| {
         let Some(resolved) = s.resolve(id)? else {
-            return Ok(None);
+            return Ok(Err(s.split_into(id)?));
         };
-        Ok(s.customer(resolved.id)?.map(|c| (resolved, c)))
+        Ok(Ok(s.customer(resolved.id)?.map(|c| (resolved, c))))
     })?;
-    let (resolved, customer) =
-        found.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "customer not found"))?;
+    let (resolved, customer) = match found {
+        Ok(Some(found)) => found,
+        // The id no longer names one customer: say where its records went.
+        Err(Some(into)) => {
+            return Err(ApiError {
+                split_into: into,
+                ..ApiError::new(StatusCode::GONE, "customer was split")
+            });
+        }
+        Ok(None) | Err(None) => {
+            return Err(ApiError::new(StatusCode::NOT_FOUND, "customer not found"));
+        }
+    };
     Ok(Json(CustomerResponse {
         requested_id: resolved.alias,
         customer,

@@ -131,3 +131,52 @@ async fn lookup_normalizes_like_ingest() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(!body.to_string().contains("not-an-email"));
 }
+
+#[tokio::test]
+async fn a_split_customer_answers_gone_with_where_its_records_went() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let mut store = Store::open(&db, StoreOptions::default()).unwrap();
+    let person = |id: &str, given: &str, email: &str| {
+        let mut r = rec("crm", id, &[("email", email)]);
+        r.attributes.given_name = Some(given.into());
+        r.attributes.family_name = Some("Moss".into());
+        r
+    };
+    let apply = |store: &mut Store, records: Vec<SourceRecord>| {
+        store
+            .apply(Batch {
+                connector: "t".into(),
+                records,
+                ..Default::default()
+            })
+            .unwrap();
+    };
+    apply(&mut store, vec![person("x", "Xena", "xena@example.com")]); // cus_1
+    apply(&mut store, vec![person("y", "Yuri", "yuri@example.com")]); // cus_2
+    // a and b: one person by email and name, cus_3.
+    apply(
+        &mut store,
+        vec![
+            person("a", "Ann", "ann@example.com"),
+            person("b", "Ann", "ann@example.com"),
+        ],
+    );
+    // Both change: a turns out to be Xena, b Yuri. cus_3's records go to cus_1 and cus_2.
+    let mut a = person("a", "Xena", "xena@example.com");
+    a.version = 2;
+    let mut b = person("b", "Yuri", "yuri@example.com");
+    b.version = 2;
+    apply(&mut store, vec![a, b]);
+    let app = router(ApiState::new(
+        db,
+        StoreOptions::default(),
+        Normalizer::default(),
+    ));
+    let (status, body) = get(&app, "/v1/customers/cus_3").await;
+    assert_eq!(status, StatusCode::GONE, "{body}");
+    assert_eq!(body["split_into"], serde_json::json!(["cus_1", "cus_2"]));
+    let (status, body) = get(&app, "/v1/customers/cus_1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["records"].as_array().unwrap().len(), 2);
+}
