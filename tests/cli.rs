@@ -232,6 +232,27 @@ fn ingest_the_bundled_demo_sources() {
         "{text}"
     );
 
+    // Possible matches wait for review; confirming one merges the two customers.
+    let possible: serde_json::Value =
+        serde_json::from_str(&ok(&db, &["possible", "--json"]).stdout).unwrap();
+    let first = &possible[0];
+    let w = first["weight"].as_f64().unwrap();
+    assert!((2.0..6.0).contains(&w), "between the thresholds: {first}");
+    assert_ne!(first["left"]["customer_id"], first["right"]["customer_id"]);
+    let key = |r: &serde_json::Value| {
+        format!(
+            "{}:{}",
+            r["source"].as_str().unwrap(),
+            r["source_id"].as_str().unwrap()
+        )
+    };
+    let (left, right) = (key(&first["left"]), key(&first["right"]));
+    ok(&db, &["curate", "force-merge", &left, &right]);
+    let pair: serde_json::Value =
+        serde_json::from_str(&ok(&db, &["explain-pair", &left, &right, "--json"]).stdout).unwrap();
+    assert_eq!(pair["same_customer"], true);
+    assert_eq!(pair["decision"], "forced");
+
     let r = onetruth(&db, &["explain-pair", "crm:nope", &crm[1]]);
     assert_eq!(r.status, 3, "{}", r.stderr);
     let r = onetruth(&db, &["explain-pair", "nocolon", &crm[1]]);

@@ -1161,10 +1161,10 @@ impl Resolver {
                 if inside && e.other < r {
                     continue;
                 }
+                if inside && forced.is_some_and(|f| f.contains(&e.other)) {
+                    continue; // recorded as forced below, whatever its band
+                }
                 if e.band == Band::Link && inside {
-                    if forced.is_some_and(|f| f.contains(&e.other)) {
-                        continue; // recorded as forced below
-                    }
                     links.push((e.weight, ordered(key(r), key(e.other)), r, e.other));
                 } else {
                     evidence.push(PairEvidence {

@@ -56,6 +56,15 @@ pub struct CustomerExplanation {
     pub refused: Vec<PairExplanation>,
 }
 
+/// A pair in the possible band, for review.
+#[derive(Debug, Clone, Serialize)]
+pub struct PossibleMatch {
+    pub left: RecordRef,
+    pub right: RecordRef,
+    /// The pair's match weight (log2 odds) when it was scored.
+    pub weight: f64,
+}
+
 struct Loaded {
     view: RecordView,
     customer: Option<i64>,
@@ -113,6 +122,36 @@ impl Store {
                 format!("{}:{}", r.get::<_, String>(0)?, r.get::<_, String>(1)?),
                 (r.get(2)?, r.get(3)?),
             ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Pairs kept for review (the possible band) between records of different customers,
+    /// strongest first. Confirm one with `curate force-merge`, dismiss it with `never-merge`.
+    pub fn possible_matches(&self, limit: usize) -> Result<Vec<PossibleMatch>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT e.weight, a.source, a.source_id, a.customer_id, b.source, b.source_id, b.customer_id
+             FROM evidence e
+             JOIN source_records a ON a.id = e.record_a
+             JOIN source_records b ON b.id = e.record_b
+             WHERE e.rule = 'possible' AND a.customer_id IS NOT b.customer_id
+             ORDER BY e.weight DESC, a.source, a.source_id, b.source, b.source_id
+             LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![limit as i64], |r| {
+            Ok(PossibleMatch {
+                weight: r.get::<_, Option<f64>>(0)?.unwrap_or(f64::NAN),
+                left: RecordRef {
+                    source: r.get(1)?,
+                    source_id: r.get(2)?,
+                    customer_id: r.get::<_, Option<i64>>(3)?.map(CustomerId),
+                },
+                right: RecordRef {
+                    source: r.get(4)?,
+                    source_id: r.get(5)?,
+                    customer_id: r.get::<_, Option<i64>>(6)?.map(CustomerId),
+                },
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

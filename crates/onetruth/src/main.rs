@@ -145,6 +145,16 @@ enum Command {
     /// Rescore every candidate pair with the active parameters and settings and re-cluster
     /// every customer (ids stay stable; merges and splits go to the changelog).
     Reresolve,
+    /// List possible matches kept for review (pairs scored between the possible and link
+    /// thresholds, in different customers), strongest first.
+    Possible {
+        /// How many pairs to list.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Record a curator decision; it wins over any evidence from then on.
     Curate {
         #[command(subcommand)]
@@ -391,6 +401,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "re-resolved: {} customers created, {} merged, {} split; {} pairs scored",
                 s.customers_created, s.merges, s.splits, s.pairs_scored
             );
+        }
+        Command::Possible { limit, json } => {
+            let store = open_store_read(&cfg)?;
+            output::print_possible(&store.possible_matches(limit)?, json)?;
         }
         Command::Curate { decision } => {
             let mut store = open_store(&cfg)?;

@@ -350,3 +350,32 @@ pub fn print_training(t: &onetruth_store::TrainingOutcome, json: bool) -> anyhow
     }
     Ok(())
 }
+
+/// `possible`: pairs kept for review.
+pub fn print_possible(rows: &[onetruth_store::PossibleMatch], json: bool) -> anyhow::Result<()> {
+    let mut w = out();
+    if json {
+        serde_json::to_writer_pretty(&mut w, rows)?;
+        writeln!(w)?;
+        return Ok(());
+    }
+    if rows.is_empty() {
+        writeln!(w, "no possible matches to review")?;
+        return Ok(());
+    }
+    let who = |r: &onetruth_store::RecordRef| {
+        let c = r
+            .customer_id
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "-".into());
+        format!("{}:{} ({c})", r.source, r.source_id)
+    };
+    for p in rows {
+        writeln!(w, "{:>7.2}  {}  {}", p.weight, who(&p.left), who(&p.right))?;
+    }
+    writeln!(
+        w,
+        "explain with `onetruth explain-pair`, decide with `onetruth curate force-merge|never-merge`"
+    )?;
+    Ok(())
+}
