@@ -78,8 +78,7 @@ use crate::compare::{
     nickname_groups, normalize_name, postal_key,
 };
 use crate::score::{
-    Band, Comparison, Features, MatchParameters, MatchScore, TermFrequency, WeightTable,
-    compare_features, score_records,
+    Band, Comparison, Features, MatchParameters, TermFrequency, WeightTable, compare_features,
 };
 
 /// A source record's id in the store.
@@ -660,14 +659,6 @@ impl Resolver {
         }
     }
 
-    pub fn params(&self) -> &MatchParameters {
-        &self.params
-    }
-
-    pub fn config(&self) -> &ResolverConfig {
-        &self.config
-    }
-
     /// Number of live entity records held.
     pub fn len(&self) -> usize {
         self.entries.len()
@@ -687,17 +678,6 @@ impl Resolver {
         self.blocks
             .get(&hash_str(&value_label(kind, value)))
             .is_some_and(|b| b.generic)
-    }
-
-    /// Score two views the way the resolver does.
-    pub fn score(&self, a: &RecordView, b: &RecordView) -> MatchScore {
-        score_records(
-            a,
-            b,
-            &self.params,
-            self.tf.as_ref(),
-            self.config.identifier_weight,
-        )
     }
 
     /// Start loading stored state: records, edges and overrides added until
@@ -1473,11 +1453,6 @@ impl Resolver {
     /// Number of identifier values currently generic.
     pub fn generic_values(&self) -> usize {
         self.blocks.values().filter(|b| b.generic).count()
-    }
-
-    /// Number of blocking keys over the cap.
-    pub fn overflowed_keys(&self) -> usize {
-        self.blocks.values().filter(|b| b.overflowed).count()
     }
 
     /// The current partition: customer -> records, for tests and checks.
