@@ -173,11 +173,25 @@ pub fn print_stats(s: &Stats, json: bool) -> anyhow::Result<()> {
     writeln!(w, "  possible (review)    {}", s.possible_pairs)?;
     writeln!(w, "split customer ids     {}", s.split_customers)?;
     writeln!(w, "generic values         {}", s.generic_values.len())?;
-    for g in &s.generic_values {
+    // The most widely shared first; the full list is in --json.
+    let mut generic: Vec<_> = s.generic_values.iter().collect();
+    generic.sort_by(|a, b| {
+        b.records
+            .cmp(&a.records)
+            .then_with(|| a.value.cmp(&b.value))
+    });
+    for g in generic.iter().take(20) {
         writeln!(
             w,
             "  {:<30} {} names on {} records",
             g.value, g.names, g.records
+        )?;
+    }
+    if generic.len() > 20 {
+        writeln!(
+            w,
+            "  ... {} more (stats --json lists all)",
+            generic.len() - 20
         )?;
     }
     writeln!(w, "blocking overflows     {}", s.blocking_overflows)?;
