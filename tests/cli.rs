@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{demo_dir, ok, onetruth};
+use common::{ingest_demo, ok, onetruth};
 
 const MANIFEST: &str = r#"
 source = "shop"
@@ -148,23 +148,15 @@ fn ingest_merges_across_sources_lookup_and_export_links() {
 fn ingest_the_bundled_demo_sources() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("t.db");
-    let demo = demo_dir();
-    for (m, f) in [
-        ("crm.toml", "crm.csv"),
-        ("billing.toml", "billing.jsonl"),
-        ("helpdesk.toml", "helpdesk.csv"),
-        ("calls.toml", "calls.csv"),
-    ] {
-        ok(
-            &db,
-            &[
-                "ingest",
-                "--connector",
-                demo.join(m).to_str().unwrap(),
-                demo.join(f).to_str().unwrap(),
-            ],
-        );
-    }
+    ingest_demo(
+        &db,
+        &[
+            ("crm.toml", "crm.csv"),
+            ("billing.toml", "billing.jsonl"),
+            ("helpdesk.toml", "helpdesk.csv"),
+            ("calls.toml", "calls.csv"),
+        ],
+    );
     let stats: serde_json::Value =
         serde_json::from_str(&ok(&db, &["stats", "--json"]).stdout).unwrap();
     assert_eq!(
@@ -501,18 +493,10 @@ fn a_deleted_bridge_record_splits_its_customer() {
 fn train_saves_versioned_parameters_and_reresolve_keeps_ids() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("t.db");
-    let demo = demo_dir();
-    for (m, f) in [("crm.toml", "crm.csv"), ("billing.toml", "billing.jsonl")] {
-        ok(
-            &db,
-            &[
-                "ingest",
-                "--connector",
-                demo.join(m).to_str().unwrap(),
-                demo.join(f).to_str().unwrap(),
-            ],
-        );
-    }
+    ingest_demo(
+        &db,
+        &[("crm.toml", "crm.csv"), ("billing.toml", "billing.jsonl")],
+    );
     let stats = |db: &std::path::Path| -> serde_json::Value {
         serde_json::from_str(&ok(db, &["stats", "--json"]).stdout).unwrap()
     };

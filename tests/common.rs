@@ -51,3 +51,19 @@ pub fn ok(db: &Path, args: &[&str]) -> Run {
     );
     r
 }
+
+/// Ingest bundled demo sources into `db`: `(manifest, file)` names in the demo directory.
+pub fn ingest_demo(db: &Path, sources: &[(&str, &str)]) {
+    let demo = demo_dir();
+    for (m, f) in sources {
+        ok(
+            db,
+            &[
+                "ingest",
+                "--connector",
+                demo.join(m).to_str().unwrap(),
+                demo.join(f).to_str().unwrap(),
+            ],
+        );
+    }
+}

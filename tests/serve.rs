@@ -5,7 +5,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use common::{BIN, demo_dir, ok};
+use common::{BIN, ingest_demo, ok};
 
 /// A running server, killed on drop.
 struct Server {
@@ -66,18 +66,10 @@ fn get(url: &str) -> (u16, serde_json::Value) {
 fn serve_answers_lookups_and_customer_ids() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("t.db");
-    let demo = demo_dir();
-    for (m, f) in [("crm.toml", "crm.csv"), ("billing.toml", "billing.jsonl")] {
-        ok(
-            &db,
-            &[
-                "ingest",
-                "--connector",
-                demo.join(m).to_str().unwrap(),
-                demo.join(f).to_str().unwrap(),
-            ],
-        );
-    }
+    ingest_demo(
+        &db,
+        &[("crm.toml", "crm.csv"), ("billing.toml", "billing.jsonl")],
+    );
     let server = start(&[
         "--db",
         db.to_str().unwrap(),
