@@ -139,6 +139,7 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/v1/customers/{id}", get(get_customer))
+        .route("/v1/customers/{id}/explain", get(explain_customer))
         .route("/v1/lookup", get(lookup))
         .with_state(state)
 }
@@ -176,6 +177,27 @@ async fn get_customer(
         requested_id: resolved.alias,
         customer,
     }))
+}
+
+/// `GET /v1/customers/{id}/explain`: every link inside the customer with per-field levels and
+/// weights, refused links and possible matches (the CLI's `explain --json`).
+async fn explain_customer(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Json<onetruth_store::CustomerExplanation>, ApiError> {
+    let id: CustomerId = id.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid customer id: expected cus_<number>",
+        )
+    })?;
+    let found = state.with_store(|s| match s.resolve(id)? {
+        Some(r) => s.explain_customer(r.id),
+        None => Ok(None),
+    })?;
+    found
+        .map(Json)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "customer not found"))
 }
 
 async fn lookup(

@@ -180,3 +180,16 @@ async fn a_split_customer_answers_gone_with_where_its_records_went() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["records"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn explain_serves_the_links_as_data() {
+    let (_d, app) = setup();
+    let (status, body) = get(&app, "/v1/customers/cus_1/explain").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["id"], "cus_1");
+    let links = body["links"].as_array().unwrap();
+    assert!(!links.is_empty(), "{body}");
+    assert!(links[0]["score"]["contributions"].as_array().unwrap().len() >= 8);
+    let (status, _) = get(&app, "/v1/customers/cus_999/explain").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
