@@ -76,8 +76,14 @@ fn distribution(
         .collect()
 }
 
-/// Estimate every field's u from comparisons of random pairs. Half a pair of pseudo-count per
-/// level keeps levels never seen by chance (an exact email) rare but positive.
+/// A level seen fewer times than this among the random pairs keeps its starting u: a handful
+/// of chance agreements (or none) says how rare the level is no better than the shipped value,
+/// and for levels such as `same_local_part` the shipped value knows something random pairs
+/// cannot show — namesakes share local parts far more often than random people do.
+pub const MIN_U_OBSERVATIONS: f64 = 10.0;
+
+/// Estimate every field's u from comparisons of random pairs. Levels observed fewer than
+/// [`MIN_U_OBSERVATIONS`] times keep `start`'s u.
 pub fn estimate_u(
     random: &[Comparison],
     start: &MatchParameters,
@@ -96,7 +102,15 @@ pub fn estimate_u(
                 *counts.entry(l).or_default() += 1.0;
             }
         }
-        out.insert(field.to_string(), distribution(&names, &counts, 0.5));
+        let mut u = distribution(&names, &counts, 0.5);
+        for (level, p) in u.iter_mut() {
+            if counts.get(level.as_str()).copied().unwrap_or(0.0) < MIN_U_OBSERVATIONS
+                && let Some(old) = start.level(field, level)
+            {
+                *p = old.u;
+            }
+        }
+        out.insert(field.to_string(), u);
     }
     out
 }
