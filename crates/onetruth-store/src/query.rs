@@ -137,16 +137,8 @@ const RECENT_EVENTS: usize = 20;
 impl Store {
     /// Resolve a customer id (possibly an alias) to the live customer.
     pub fn resolve(&self, id: CustomerId) -> Result<Option<Resolved>, StoreError> {
-        // An alias points straight at its survivor (one hop); the survivor must still be live.
-        let row: Option<(i64, String)> = self
-            .conn
-            .prepare_cached(
-                "SELECT t.id, t.status FROM customers c JOIN customers t ON t.id = coalesce(c.merged_into, c.id)
-                 WHERE c.id = ?1",
-            )?
-            .query_row(params![id.0], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        Ok(match row {
+        // The survivor must still be live.
+        Ok(match self.alias_target(id)? {
             Some((target, status)) if status == "active" => Some(Resolved {
                 id: CustomerId(target),
                 alias: (target != id.0).then_some(id),
@@ -155,18 +147,23 @@ impl Store {
         })
     }
 
-    /// When `id` (or the customer it is an alias of) was split up: the customers its records
-    /// went to. `None` when it was not split.
-    pub fn split_into(&self, id: CustomerId) -> Result<Option<Vec<CustomerId>>, StoreError> {
-        let target: Option<(i64, String)> = self
+    /// The customer an id points at (itself, or the survivor it is an alias of: aliases are
+    /// one hop) and that customer's status.
+    fn alias_target(&self, id: CustomerId) -> Result<Option<(i64, String)>, StoreError> {
+        Ok(self
             .conn
             .prepare_cached(
                 "SELECT t.id, t.status FROM customers c JOIN customers t ON t.id = coalesce(c.merged_into, c.id)
                  WHERE c.id = ?1",
             )?
             .query_row(params![id.0], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
-        let Some((target, status)) = target else {
+            .optional()?)
+    }
+
+    /// When `id` (or the customer it is an alias of) was split up: the customers its records
+    /// went to. `None` when it was not split.
+    pub fn split_into(&self, id: CustomerId) -> Result<Option<Vec<CustomerId>>, StoreError> {
+        let Some((target, status)) = self.alias_target(id)? else {
             return Ok(None);
         };
         if status != "split" {
@@ -191,39 +188,6 @@ impl Store {
             })
             .unwrap_or_default();
         Ok(Some(into))
-    }
-
-    /// One live source record as resolution sees it (identifiers and attributes), and the
-    /// customer it belongs to; `None` when unknown or deleted.
-    pub fn record_view(
-        &self,
-        source: &str,
-        source_id: &str,
-    ) -> Result<Option<(RecordView, Option<CustomerId>)>, StoreError> {
-        let row: Option<(i64, i64, String, Option<i64>)> = self
-            .conn
-            .prepare_cached(
-                "SELECT id, version, record, customer_id FROM source_records
-                 WHERE source = ?1 AND source_id = ?2 AND deleted = 0",
-            )?
-            .query_row(params![source, source_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .optional()?;
-        let Some((id, version, record, customer)) = row else {
-            return Ok(None);
-        };
-        let stored = parse_record(id, &record)?;
-        Ok(Some((
-            RecordView {
-                source: source.to_string(),
-                source_id: source_id.to_string(),
-                version,
-                identifiers: stored.identifiers,
-                attributes: stored.attributes,
-            },
-            customer.map(CustomerId),
-        )))
     }
 
     /// Live customers holding a linkable identifier, oldest first. Placeholders find no one.
