@@ -131,6 +131,9 @@ pub struct Edge {
     pub other: RecordId,
     pub weight: f64,
     pub band: Band,
+    /// The status last handed to the store for this pair (`None`: no stored row yet), so
+    /// that re-clustering writes only the pairs whose status changed.
+    pub stored: Option<LinkStatus>,
 }
 
 /// Why a pair of records is, or is not, inside one customer.
@@ -290,9 +293,12 @@ pub struct Resolution {
     pub assignments: Vec<(RecordId, i64)>,
     /// Every customer id that changed, sorted by id.
     pub changes: Vec<CustomerChange>,
-    /// Records whose stored evidence must be replaced by `evidence` (every pair touching them).
+    /// Records whose stored evidence must be deleted before `evidence` is written: removed,
+    /// re-scored or curated records (`evidence` holds every live pair touching them).
     pub rewritten: Vec<RecordId>,
-    /// The evidence of every pair touching `rewritten`.
+    /// Pairs whose stored row is missing or out of date, to upsert by `(a, b)`. Pairs whose
+    /// status did not change are left out: re-clustering a large customer to add one record
+    /// rewrites only what moved.
     pub evidence: Vec<PairEvidence>,
     /// Keys and values whose state flipped.
     pub flips: Vec<KeyFlip>,
@@ -691,8 +697,15 @@ impl Resolver {
         self.insert(id, input, Some(customer));
     }
 
-    /// Add a stored edge (loading). Unknown records are ignored.
-    pub fn load_edge(&mut self, a: RecordId, b: RecordId, weight: f64, band: Band) {
+    /// Add a stored edge with its stored status (loading). Unknown records are ignored.
+    pub fn load_edge(
+        &mut self,
+        a: RecordId,
+        b: RecordId,
+        weight: f64,
+        band: Band,
+        stored: Option<LinkStatus>,
+    ) {
         if !self.entries.contains_key(&a) || !self.entries.contains_key(&b) {
             return;
         }
@@ -702,6 +715,7 @@ impl Resolver {
                     other: y,
                     weight,
                     band,
+                    stored,
                 });
             }
         }
@@ -1035,6 +1049,7 @@ impl Resolver {
                             other: c,
                             weight,
                             band,
+                            stored: None,
                         });
                     }
                 }
@@ -1093,13 +1108,54 @@ impl Resolver {
         }
 
         let (parts, evidence) = self.cluster(&component);
-        out.evidence = evidence;
         out.everything = component.len() == self.entries.len();
-        out.rewritten = component.iter().chain(&removed).copied().collect();
+        // Stored rows to replace wholesale: pairs of re-scored and removed records are gone
+        // from memory, and curated records may have rows without an edge (a force-merge of a
+        // no-link pair).
+        let curated = |r: &RecordId| {
+            self.overrides.force.contains_key(r) || self.overrides.never.contains_key(r)
+        };
+        out.rewritten = dirty
+            .iter()
+            .chain(&removed)
+            .chain(component.iter().filter(|r| curated(r)))
+            .copied()
+            .collect();
         out.rewritten.sort_unstable();
         out.rewritten.dedup();
+        out.evidence = self.changed_evidence(evidence, &out.rewritten);
         let changed = std::mem::take(&mut self.changed);
         self.assign_ids(parts, &seeds, &changed, next_customer, &mut out);
+        out
+    }
+
+    /// The pairs of `evidence` the store does not hold yet with that status (every pair
+    /// touching a `rewritten` record, whose rows are deleted first), noting them as stored.
+    fn changed_evidence(
+        &mut self,
+        evidence: Vec<PairEvidence>,
+        rewritten: &[RecordId],
+    ) -> Vec<PairEvidence> {
+        let mut out = Vec::with_capacity(evidence.len());
+        for e in evidence {
+            let must =
+                rewritten.binary_search(&e.a).is_ok() || rewritten.binary_search(&e.b).is_ok();
+            let mut known = false;
+            for (x, y) in [(e.a, e.b), (e.b, e.a)] {
+                if let Some(edge) = self
+                    .entries
+                    .get_mut(&x)
+                    .and_then(|en| en.edges.iter_mut().find(|edge| edge.other == y))
+                {
+                    known |= edge.stored == Some(e.status);
+                    edge.stored = Some(e.status);
+                }
+            }
+            // An edgeless pair (a forced no-link pair) has no memory of its row: always write.
+            if must || !known {
+                out.push(e);
+            }
+        }
         out
     }
 

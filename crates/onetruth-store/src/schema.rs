@@ -150,6 +150,13 @@ const MIGRATIONS: &[&str] = &[
         since   INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 3: evidence is upserted by pair (only pairs whose status changed are written), so a
+    // pair has one row; the pair index also serves lookups by record_a.
+    r#"
+    DELETE FROM evidence WHERE id NOT IN (SELECT max(id) FROM evidence GROUP BY record_a, record_b);
+    DROP INDEX evidence_record_a;
+    CREATE UNIQUE INDEX evidence_pair ON evidence(record_a, record_b);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -1,7 +1,7 @@
 //! Store behaviour on a real SQLite file: idempotence, merges, placeholders, aliases, quarantine.
 
 use onetruth_model::{Attributes, CustomerId, Event, IdentifierKind, Normalizer, Op, SourceRecord};
-use onetruth_store::{Batch, QuarantineEntry, Store, StoreError, StoreOptions};
+use onetruth_store::{Batch, CuratorDecision, QuarantineEntry, Store, StoreError, StoreOptions};
 
 fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
@@ -465,10 +465,52 @@ fn tangled(n: usize) -> Vec<SourceRecord> {
         .collect()
 }
 
+/// Every stored evidence row as `(a, b, rule, weight)` with records named by key, `a < b`.
+fn evidence(dir: &tempfile::TempDir) -> Vec<(String, String, String, String)> {
+    let conn = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+    let mut stmt = conn
+        .prepare(
+            "SELECT ra.source || ':' || ra.source_id, rb.source || ':' || rb.source_id, e.rule, e.weight
+             FROM evidence e JOIN source_records ra ON ra.id = e.record_a
+             JOIN source_records rb ON rb.id = e.record_b",
+        )
+        .unwrap();
+    let mut rows: Vec<(String, String, String, String)> = stmt
+        .query_map([], |r| {
+            let (a, b): (String, String) = (r.get(0)?, r.get(1)?);
+            let weight: Option<f64> = r.get(3)?;
+            Ok((
+                a.clone().min(b.clone()),
+                a.max(b),
+                r.get(2)?,
+                format!("{weight:?}"),
+            ))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    rows.sort();
+    rows
+}
+
 #[test]
-fn any_order_and_batch_size_gives_the_same_partition() {
-    let records = tangled(400);
-    let (_d, mut one) = store();
+fn any_order_and_batch_size_gives_the_same_partition_and_evidence() {
+    let mut records = tangled(400);
+    // Triangles: their third link is implied by the other two.
+    records.extend((0..9).map(|i| {
+        let (email, phone) = (
+            format!("tri{}@y.com", i / 3),
+            format!("+1415666{:04}", i / 3),
+        );
+        rec(
+            "web",
+            &format!("t{i}"),
+            1,
+            "Tri",
+            &[("email", &email), ("phone", &phone)],
+        )
+    }));
+    let (d1, mut one) = store();
     one.apply(batch(records.clone())).unwrap();
     let reference = partition(&one);
     assert!(
@@ -476,15 +518,27 @@ fn any_order_and_batch_size_gives_the_same_partition() {
         "{}",
         reference.len()
     );
+    // Only pairs whose status changed are rewritten incrementally: the rows must still end up
+    // exactly as one pass over everything writes them.
+    let reference_evidence = evidence(&d1);
+    assert!(
+        reference_evidence.len() > 100,
+        "{}",
+        reference_evidence.len()
+    );
+    let statuses: std::collections::BTreeSet<&str> =
+        reference_evidence.iter().map(|e| e.2.as_str()).collect();
+    assert!(statuses.contains("implied"), "{statuses:?}");
 
-    let (_d2, mut reversed) = store();
+    let (d2, mut reversed) = store();
     let rev: Vec<SourceRecord> = records.iter().rev().cloned().collect();
     for chunk in rev.chunks(7) {
         reversed.apply(batch(chunk.to_vec())).unwrap();
     }
     assert_eq!(partition(&reversed), reference, "reversed, batches of 7");
+    assert_eq!(evidence(&d2), reference_evidence, "reversed, batches of 7");
 
-    let (_d3, mut strided) = store();
+    let (d3, mut strided) = store();
     let order: Vec<SourceRecord> = (0..37)
         .flat_map(|start| records.iter().skip(start).step_by(37).cloned())
         .collect();
@@ -492,6 +546,7 @@ fn any_order_and_batch_size_gives_the_same_partition() {
         strided.apply(batch(chunk.to_vec())).unwrap();
     }
     assert_eq!(partition(&strided), reference, "strided, batches of 50");
+    assert_eq!(evidence(&d3), reference_evidence, "strided, batches of 50");
 
     // Reopening between batches reloads the resolver from the tables: same result.
     let dir = tempfile::tempdir().unwrap();
@@ -500,6 +555,32 @@ fn any_order_and_batch_size_gives_the_same_partition() {
         let mut s = Store::open(&path, StoreOptions::default()).unwrap();
         s.apply(batch(chunk.to_vec())).unwrap();
     }
-    let s = Store::open(&path, StoreOptions::default()).unwrap();
+    let mut s = Store::open(&path, StoreOptions::default()).unwrap();
     assert_eq!(partition(&s), reference, "reopened between batches");
+    assert_eq!(
+        evidence(&dir),
+        reference_evidence,
+        "reopened between batches"
+    );
+
+    // Re-resolving everything rewrites the same rows.
+    s.reresolve().unwrap();
+    assert_eq!(evidence(&dir), reference_evidence, "re-resolved");
+
+    // Curated records have their rows replaced; a later full pass agrees with them.
+    let id = |s: &Store, key: &str| s.record_id("crm", key).unwrap().unwrap();
+    let (a, b, t) = (
+        id(&s, "0000"),
+        id(&s, "0001"),
+        s.record_id("web", "t0").unwrap().unwrap(),
+    );
+    s.curate(&CuratorDecision::ForceMerge(a, t)).unwrap();
+    s.curate(&CuratorDecision::NeverMerge(a, b)).unwrap();
+    s.curate(&CuratorDecision::ForceMerge(b, a)).unwrap();
+    s.curate(&CuratorDecision::NeverMerge(t, a)).unwrap();
+    let curated = evidence(&dir);
+    assert_ne!(curated, reference_evidence);
+    assert!(curated.iter().any(|e| e.2 == "forced"), "{curated:?}");
+    s.reresolve().unwrap();
+    assert_eq!(evidence(&dir), curated, "curated, then re-resolved");
 }
