@@ -190,18 +190,162 @@ pub enum CuratorDecision {
     Detach(i64),
 }
 
-struct Existing {
+/// What is stored for a record key.
+pub(crate) struct Existing {
     id: i64,
     version: i64,
     hash: i64,
 }
 
-/// A record version staged in a group, written after resolution.
-struct Pending<'b> {
-    rec: &'b PreparedRecord,
+/// Look a record key up in the tables.
+pub(crate) fn lookup_existing(
+    conn: &rusqlite::Connection,
+    rec: &PreparedRecord,
+) -> Result<Option<Existing>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT id, version, content_hash FROM source_records WHERE source = ?1 AND source_id = ?2",
+        )?
+        .query_row(params![rec.source, rec.source_id], |r| {
+            Ok(Existing {
+                id: r.get(0)?,
+                version: r.get(1)?,
+                hash: r.get(2)?,
+            })
+        })
+        .optional()?)
+}
+
+/// A record version that staging decided to write.
+struct PlannedRecord {
+    /// Where it is in the group: batch index, record index.
+    batch: usize,
+    index: usize,
     id: RecordId,
     /// Whether a row exists already (update) or not (insert).
     exists: bool,
+    /// Its customer after resolution (entity records).
+    customer: Option<i64>,
+}
+
+/// Ids allocated in memory rather than by AUTOINCREMENT: there is one writer and customer,
+/// record and changelog rows are never deleted, so max + 1 never reuses an id and saves a
+/// sqlite_sequence write per row.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NextIds {
+    customer: i64,
+    seq: i64,
+    record: i64,
+}
+
+impl NextIds {
+    fn load(conn: &rusqlite::Connection) -> Result<NextIds, StoreError> {
+        let next =
+            |sql: &str| -> Result<i64, StoreError> { Ok(conn.query_row(sql, [], |r| r.get(0))?) };
+        Ok(NextIds {
+            customer: next("SELECT coalesce(max(id), 0) + 1 FROM customers")?,
+            seq: next("SELECT coalesce(max(seq), 0) + 1 FROM changelog")?,
+            record: next("SELECT coalesce(max(id), 0) + 1 FROM source_records")?,
+        })
+    }
+}
+
+/// A group after staging: version and content checked against what is stored, record ids
+/// allocated, the resolver inputs of new and changed records set aside.
+pub(crate) struct Staged {
+    batches: Vec<PreparedBatch>,
+    records: Vec<PlannedRecord>,
+    /// Stored records whose content is unchanged under a newer version: (batch, index, id).
+    version_bumps: Vec<(usize, usize, i64)>,
+    /// Stored records replaced by a new version: their old index rows go first.
+    replaced: Vec<i64>,
+    /// What the resolver must hear, in order: an input to upsert, or `None` to remove.
+    feed: Vec<(RecordId, Option<ResolverInput>)>,
+    summary: ApplySummary,
+    /// Records with an id at or above this one are new.
+    first_new_record: i64,
+    started: std::time::Instant,
+}
+
+impl Staged {
+    /// Whether resolving needs the resolver (anything new, changed or deleted).
+    pub(crate) fn needs_resolver(&self) -> bool {
+        !self.feed.is_empty()
+    }
+
+    /// The batches back, with the resolver inputs staging took restored, for a retry.
+    pub(crate) fn into_batches(self) -> Result<Vec<PreparedBatch>, StoreError> {
+        restore_inputs(self.batches)
+    }
+}
+
+/// A group staged and resolved: every row its transaction writes, decided in memory. It owns
+/// its batches, so the pipelined writer can hand it to the SQLite thread.
+pub(crate) struct WritePlan {
+    batches: Vec<PreparedBatch>,
+    records: Vec<PlannedRecord>,
+    version_bumps: Vec<(usize, usize, i64)>,
+    replaced: Vec<i64>,
+    decision: Option<CuratorDecision>,
+    resolution: onetruth_resolve::Resolution,
+    /// The changelog seq of the first customer change (one seq per change, in order).
+    first_seq: i64,
+    /// Records with an id at or above this one are created by this plan.
+    first_new_record: i64,
+    summary: ApplySummary,
+    /// Time spent staging and resolving, for the debug log.
+    pub(crate) staged: std::time::Duration,
+    pub(crate) resolved: std::time::Duration,
+}
+
+impl WritePlan {
+    /// The batches back, with resolver inputs restored, for a retry.
+    pub(crate) fn into_batches(self) -> Result<Vec<PreparedBatch>, StoreError> {
+        restore_inputs(self.batches)
+    }
+
+    /// Records in the plan, applied or not.
+    pub(crate) fn len(&self) -> u64 {
+        self.summary.applied + self.summary.unchanged
+    }
+}
+
+/// Recompute the resolver inputs staging took from entity records (from their stored JSON,
+/// as the resolver's loader does).
+fn restore_inputs(mut batches: Vec<PreparedBatch>) -> Result<Vec<PreparedBatch>, StoreError> {
+    for rec in batches.iter_mut().flat_map(|b| b.records.iter_mut()) {
+        if rec.is_entity && rec.resolver_input.is_none() {
+            rec.resolver_input = Some(resolver_input_of(
+                0,
+                rec.source.clone(),
+                rec.source_id.clone(),
+                rec.version,
+                &rec.record_json,
+            )?);
+        }
+    }
+    Ok(batches)
+}
+
+/// The resolver's view of a record stored as `json` (`id` only names it in errors).
+fn resolver_input_of(
+    id: i64,
+    source: String,
+    source_id: String,
+    version: i64,
+    json: &str,
+) -> Result<ResolverInput, StoreError> {
+    let stored: StoredRecord = serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+        record_id: id,
+        message: e.to_string(),
+    })?;
+    Ok(ResolverInput::of(&RecordView {
+        source,
+        source_id,
+        version,
+        identifiers: stored.identifiers,
+        attributes: stored.attributes,
+    }))
 }
 
 /// The writer's in-memory state: the resolver (every live entity record with its blocking keys
@@ -214,9 +358,9 @@ pub(crate) struct WriterState {
     resolver: Option<Resolver>,
     config: ResolverConfig,
     records: HashSet<u64, BuildHasherDefault<PassThroughHasher>>,
-    data_version: i64,
-    /// Next customer id, changelog seq and record id after our last commit.
-    next_ids: Option<(i64, i64, i64)>,
+    pub(crate) data_version: i64,
+    /// Next customer id, changelog seq and record id after the last plan.
+    next_ids: NextIds,
 }
 
 /// The active match parameters: the newest row marked active, else the shipped defaults.
@@ -264,21 +408,205 @@ impl WriterState {
             config: config.clone(),
             records,
             data_version,
-            next_ids: None,
+            next_ids: NextIds::load(tx)?,
         })
     }
 
-    /// The resolver, loaded from the tables on first use: a write that only meets unchanged
-    /// records (a re-run of the same export) never pays for it.
-    pub(crate) fn resolver(
+    /// Load the resolver from the tables if it is not loaded yet: a write that only meets
+    /// unchanged records (a re-run of the same export) never pays for it.
+    pub(crate) fn ensure_resolver(
         &mut self,
-        tx: &rusqlite::Connection,
-    ) -> Result<&mut Resolver, StoreError> {
+        conn: &rusqlite::Connection,
+    ) -> Result<(), StoreError> {
         if self.resolver.is_none() {
-            self.resolver = Some(load_resolver(tx, &self.config)?);
+            self.resolver = Some(load_resolver(conn, &self.config)?);
         }
-        // Set just above when it was missing.
-        Ok(self.resolver.as_mut().expect("resolver loaded"))
+        Ok(())
+    }
+
+    pub(crate) fn has_resolver(&self) -> bool {
+        self.resolver.is_some()
+    }
+
+    /// Whether any record of `batches` may already be stored (its key was seen before).
+    pub(crate) fn may_know_any(&self, batches: &[PreparedBatch]) -> bool {
+        batches
+            .iter()
+            .flat_map(|b| &b.records)
+            .any(|r| self.records.contains(&r.key_hash))
+    }
+
+    /// Check each record against what is stored (`existing` looks up a key that may be
+    /// stored) and allocate ids for new ones. Nothing is written.
+    pub(crate) fn stage(
+        &mut self,
+        mut batches: Vec<PreparedBatch>,
+        existing: &mut dyn FnMut(&PreparedRecord) -> Result<Option<Existing>, StoreError>,
+    ) -> Result<Staged, StoreError> {
+        let started = std::time::Instant::now();
+        let first_new_record = self.next_ids.record;
+        // The resolver takes its inputs by value; the records stay borrowed for the checks.
+        let mut inputs: Vec<Vec<Option<ResolverInput>>> = batches
+            .iter_mut()
+            .map(|b| {
+                b.records
+                    .iter_mut()
+                    .map(|r| r.resolver_input.take())
+                    .collect()
+            })
+            .collect();
+        let mut records: Vec<PlannedRecord> = Vec::new();
+        let mut version_bumps = Vec::new();
+        let mut replaced = Vec::new();
+        let mut feed = Vec::new();
+        let mut summary = ApplySummary::default();
+        {
+            // (source, source_id) -> index in `records`, for a record seen twice in one group.
+            let mut staged: HashMap<(&str, &str), usize> = HashMap::new();
+            for (bi, batch) in batches.iter().enumerate() {
+                for (ri, rec) in batch.records.iter().enumerate() {
+                    let input = inputs[bi][ri].take();
+                    let key = (rec.source.as_str(), rec.source_id.as_str());
+                    if let Some(&i) = staged.get(&key) {
+                        // Seen earlier in this group: the newer version replaces it.
+                        let p = &mut records[i];
+                        if rec.version <= batches[p.batch].records[p.index].version {
+                            summary.unchanged += 1;
+                            continue;
+                        }
+                        (p.batch, p.index) = (bi, ri);
+                        summary.applied += 1;
+                        feed.push((p.id, input));
+                        continue;
+                    }
+                    // A record key the state has never seen is certainly new: skip the lookup.
+                    let maybe_known = !self.records.insert(rec.key_hash);
+                    let found = if maybe_known { existing(rec)? } else { None };
+                    let id = match &found {
+                        Some(e) if rec.version <= e.version => {
+                            summary.unchanged += 1;
+                            continue;
+                        }
+                        Some(e) if e.hash == rec.hash => {
+                            // Same content under a newer version: remember the version so
+                            // older replays stay no-ops, but nothing changed for anyone.
+                            version_bumps.push((bi, ri, e.id));
+                            summary.unchanged += 1;
+                            continue;
+                        }
+                        Some(e) => {
+                            replaced.push(e.id);
+                            e.id
+                        }
+                        None => {
+                            let id = self.next_ids.record;
+                            self.next_ids.record += 1;
+                            id
+                        }
+                    };
+                    staged.insert(key, records.len());
+                    records.push(PlannedRecord {
+                        batch: bi,
+                        index: ri,
+                        id,
+                        exists: found.is_some(),
+                        customer: None,
+                    });
+                    summary.applied += 1;
+                    // A new record without an input (event-only, or a delete of something
+                    // never seen) has nothing to resolve.
+                    if input.is_some() || found.is_some() {
+                        feed.push((id, input));
+                    }
+                }
+            }
+        }
+        Ok(Staged {
+            batches,
+            records,
+            version_bumps,
+            replaced,
+            feed,
+            summary,
+            first_new_record,
+            started,
+        })
+    }
+
+    /// Feed a staged group (and a curator decision) to the resolver and resolve it, which
+    /// allocates customer ids and changelog seqs. The resolver must be loaded when the group
+    /// [needs it](Staged::needs_resolver), when there is a decision, and for `everything`.
+    pub(crate) fn resolve(
+        &mut self,
+        staged: Staged,
+        decision: Option<CuratorDecision>,
+        everything: bool,
+    ) -> WritePlan {
+        let Staged {
+            batches,
+            mut records,
+            version_bumps,
+            replaced,
+            feed,
+            mut summary,
+            first_new_record,
+            started,
+        } = staged;
+        let staged_in = started.elapsed();
+        let resolution = match self.resolver.as_mut() {
+            Some(resolver) => {
+                for (id, input) in feed {
+                    match input {
+                        Some(input) => resolver.upsert(id, input),
+                        // Deleted, or an event-only record: it leaves its customer.
+                        None => resolver.remove(id),
+                    }
+                }
+                if let Some(d) = decision {
+                    let (action, a, b) = d.parts();
+                    apply_override(resolver, action, a, b);
+                }
+                if everything {
+                    resolver.mark_all_dirty();
+                }
+                let res = resolver.resolve(&mut self.next_ids.customer);
+                for p in &mut records {
+                    if batches[p.batch].records[p.index].is_entity {
+                        p.customer = resolver.customer_of(p.id);
+                    }
+                }
+                res
+            }
+            // Nothing reached the resolver (only event-only records, or nothing new).
+            None => onetruth_resolve::Resolution::default(),
+        };
+        summary.pairs_scored += resolution.pairs_scored;
+        let first_seq = self.next_ids.seq;
+        self.next_ids.seq += resolution.changes.len() as i64;
+        WritePlan {
+            batches,
+            records,
+            version_bumps,
+            replaced,
+            decision,
+            resolution,
+            first_seq,
+            first_new_record,
+            summary,
+            staged: staged_in,
+            resolved: started.elapsed() - staged_in,
+        }
+    }
+}
+
+impl CuratorDecision {
+    /// The stored action name and the records it names.
+    fn parts(self) -> (&'static str, i64, Option<i64>) {
+        match self {
+            CuratorDecision::NeverMerge(a, b) => ("never_merge", a, Some(b)),
+            CuratorDecision::ForceMerge(a, b) => ("force_merge", a, Some(b)),
+            CuratorDecision::Detach(a) => ("detach", a, None),
+        }
     }
 }
 
@@ -299,19 +627,8 @@ pub(crate) fn load_resolver(
     let prepare = |rows: Vec<Row>| -> Prepared {
         rows.into_iter()
             .map(|(id, source, source_id, version, customer, text)| {
-                let stored: StoredRecord =
-                    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-                        record_id: id,
-                        message: e.to_string(),
-                    })?;
-                let view = RecordView {
-                    source,
-                    source_id,
-                    version,
-                    identifiers: stored.identifiers,
-                    attributes: stored.attributes,
-                };
-                Ok((id, ResolverInput::of(&view), customer))
+                let input = resolver_input_of(id, source, source_id, version, &text)?;
+                Ok((id, input, customer))
             })
             .collect()
     };
@@ -424,24 +741,6 @@ pub(crate) fn apply_override(resolver: &mut Resolver, action: &str, a: i64, b: O
     }
 }
 
-/// State of one apply transaction. Ids are allocated here rather than by AUTOINCREMENT: there
-/// is one writer and customer, record and changelog rows are never deleted, so max + 1 never
-/// reuses an id and saves a sqlite_sequence write per row.
-struct Tx<'a, 'b, 's> {
-    tx: Transaction<'a>,
-    state: &'s mut WriterState,
-    now: i64,
-    next_customer: i64,
-    next_seq: i64,
-    next_record: i64,
-    /// Records with an id at or above this one were created by this transaction.
-    first_new_record: i64,
-    summary: ApplySummary,
-    pending: Vec<Pending<'b>>,
-    /// (source, source_id) -> index in `pending`, for a record seen twice in one group.
-    staged: HashMap<(&'b str, &'b str), usize>,
-}
-
 impl Store {
     /// Apply a batch in one transaction.
     pub fn apply(&mut self, batch: Batch) -> Result<ApplySummary, StoreError> {
@@ -479,7 +778,7 @@ impl Store {
 
     fn write(
         &mut self,
-        mut batches: Vec<PreparedBatch>,
+        batches: Vec<PreparedBatch>,
         decision: Option<&CuratorDecision>,
         everything: bool,
     ) -> Result<ApplySummary, StoreError> {
@@ -496,84 +795,15 @@ impl Store {
             // First write, or another connection wrote since our last commit.
             _ => WriterState::load(&tx, &self.resolution, data_version)?,
         };
-        // The next ids: remembered from our last commit while no one else wrote (the state is
-        // reloaded otherwise), so a one-record write does not pay three index seeks for them.
-        let (next_customer, next_seq, next_record) = match state.next_ids {
-            Some(ids) => ids,
-            None => {
-                let next = |sql: &str| -> Result<i64, StoreError> {
-                    Ok(tx.query_row(sql, [], |r| r.get(0))?)
-                };
-                (
-                    next("SELECT coalesce(max(id), 0) + 1 FROM customers")?,
-                    next("SELECT coalesce(max(seq), 0) + 1 FROM changelog")?,
-                    next("SELECT coalesce(max(id), 0) + 1 FROM source_records")?,
-                )
-            }
-        };
-        let mut t = Tx {
-            tx,
-            state: &mut state,
-            now: now_micros(),
-            next_customer,
-            next_seq,
-            next_record,
-            first_new_record: next_record,
-            summary: ApplySummary::default(),
-            pending: Vec::new(),
-            staged: HashMap::new(),
-        };
-        // The resolver takes its inputs by value; the records stay borrowed for writing.
-        let mut inputs: Vec<Option<ResolverInput>> = batches
-            .iter_mut()
-            .flat_map(|b| b.records.iter_mut().map(|r| r.resolver_input.take()))
-            .collect();
-        let started = std::time::Instant::now();
-        let records = batches.iter().flat_map(|b| &b.records);
-        for (record, input) in records.zip(&mut inputs) {
-            t.stage(record, input.take())?;
+        let staged = state.stage(batches, &mut |rec| lookup_existing(&tx, rec))?;
+        if staged.needs_resolver() || decision.is_some() || everything {
+            state.ensure_resolver(&tx)?;
         }
-        let staged = started.elapsed();
-        if let Some(d) = decision {
-            t.curate(d)?;
-        }
-        if everything {
-            t.state.resolver(&t.tx)?.mark_all_dirty();
-        }
-        let t_resolved = t.resolve_and_write()?;
-        for batch in &batches {
-            let mut q = t.tx.prepare_cached(
-                "INSERT INTO quarantine (source, position, raw, reason, first_seen, last_seen)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?5)
-                 ON CONFLICT (source, position) DO UPDATE SET raw = ?3, reason = ?4, last_seen = ?5",
-            )?;
-            for e in &batch.quarantine {
-                q.execute(params![e.source, e.position, e.raw, e.reason, t.now])?;
-                t.summary.quarantined += 1;
-            }
-            if let Some(position) = &batch.checkpoint {
-                t.tx.prepare_cached(
-                    "INSERT INTO checkpoints (connector, position, updated_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (connector) DO UPDATE SET position = ?2, updated_at = ?3",
-                )?
-                .execute(params![batch.connector, position, t.now])?;
-            }
-        }
-        let (tx, summary, next_ids) = t.finish();
-        let written = started.elapsed();
+        let plan = state.resolve(staged, decision.copied(), everything);
+        let (summary, written) = execute(&tx, &plan)?;
+        let committing = std::time::Instant::now();
         tx.commit()?;
-        // Where a group's time goes (stage: version checks and block index; resolve: scoring
-        // and clustering; write: SQL statements; commit), for tuning.
-        tracing::debug!(
-            records = summary.applied + summary.unchanged,
-            stage_ms = staged.as_millis() as u64,
-            resolve_ms = t_resolved.as_millis() as u64,
-            write_ms = (written - staged - t_resolved).as_millis() as u64,
-            commit_ms = (started.elapsed() - written).as_millis() as u64,
-            pairs = summary.pairs_scored,
-            "group applied"
-        );
-        state.next_ids = Some(next_ids);
+        log_group(&plan, &summary, written, committing.elapsed());
         // Our own commits leave data_version unchanged; the next group compares to it.
         state.data_version = self
             .conn
@@ -581,6 +811,79 @@ impl Store {
         self.state = Some(state);
         Ok(summary)
     }
+}
+
+/// Where a group's time goes (stage: version checks and block index; resolve: scoring and
+/// clustering; write: SQL statements; commit), for tuning.
+pub(crate) fn log_group(
+    plan: &WritePlan,
+    summary: &ApplySummary,
+    written: std::time::Duration,
+    committed: std::time::Duration,
+) {
+    tracing::debug!(
+        records = plan.len(),
+        stage_ms = plan.staged.as_millis() as u64,
+        resolve_ms = plan.resolved.as_millis() as u64,
+        write_ms = written.as_millis() as u64,
+        commit_ms = committed.as_millis() as u64,
+        pairs = summary.pairs_scored,
+        "group applied"
+    );
+}
+
+/// Write a plan in `tx` (which the caller commits): records, indexes, customers, changelog,
+/// evidence, flips, quarantine and checkpoints. Returns the full summary and the time spent.
+pub(crate) fn execute(
+    tx: &Transaction,
+    plan: &WritePlan,
+) -> Result<(ApplySummary, std::time::Duration), StoreError> {
+    let started = std::time::Instant::now();
+    let now = now_micros();
+    let mut summary = plan.summary;
+    {
+        let mut bump = tx.prepare_cached("UPDATE source_records SET version = ?2 WHERE id = ?1")?;
+        for &(b, i, id) in &plan.version_bumps {
+            bump.execute(params![id, plan.batches[b].records[i].version])?;
+        }
+    }
+    for &id in &plan.replaced {
+        let text: String = tx
+            .prepare_cached("SELECT record FROM source_records WHERE id = ?1")?
+            .query_row(params![id], |r| r.get(0))?;
+        let old: StoredRecord = serde_json::from_str(&text).map_err(|err| StoreError::Corrupt {
+            record_id: id,
+            message: err.to_string(),
+        })?;
+        remove_indexes(tx, id, &old)?;
+    }
+    if let Some(d) = plan.decision {
+        let (action, a, b) = d.parts();
+        tx.prepare_cached(
+            "INSERT INTO curator_overrides (action, record_a, record_b, created_at) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![action, a, b, now])?;
+    }
+    write_resolution(tx, plan, now, &mut summary)?;
+    for batch in &plan.batches {
+        let mut q = tx.prepare_cached(
+            "INSERT INTO quarantine (source, position, raw, reason, first_seen, last_seen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)
+             ON CONFLICT (source, position) DO UPDATE SET raw = ?3, reason = ?4, last_seen = ?5",
+        )?;
+        for e in &batch.quarantine {
+            q.execute(params![e.source, e.position, e.raw, e.reason, now])?;
+            summary.quarantined += 1;
+        }
+        if let Some(position) = &batch.checkpoint {
+            tx.prepare_cached(
+                "INSERT INTO checkpoints (connector, position, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (connector) DO UPDATE SET position = ?2, updated_at = ?3",
+            )?
+            .execute(params![batch.connector, position, now])?;
+        }
+    }
+    Ok((summary, started.elapsed()))
 }
 
 /// Hash of a record's `(source, source_id)`, for [`WriterState`].
@@ -612,349 +915,199 @@ impl std::hash::Hasher for PassThroughHasher {
     }
 }
 
-impl<'a> Tx<'a, '_, '_> {
-    fn finish(self) -> (Transaction<'a>, ApplySummary, (i64, i64, i64)) {
-        let ids = (self.next_customer, self.next_seq, self.next_record);
-        (self.tx, self.summary, ids)
-    }
-}
-
-impl<'b> Tx<'_, 'b, '_> {
-    /// Check a record against what is stored, and stage it if it is new or newer.
-    fn stage(
-        &mut self,
-        rec: &'b PreparedRecord,
-        input: Option<ResolverInput>,
-    ) -> Result<(), StoreError> {
-        let key = (rec.source.as_str(), rec.source_id.as_str());
-        if let Some(&i) = self.staged.get(&key) {
-            // Seen earlier in this group, not written yet: the newer version replaces it.
-            let p = &mut self.pending[i];
-            if rec.version <= p.rec.version {
-                self.summary.unchanged += 1;
-                return Ok(());
-            }
-            p.rec = rec;
-            let id = p.id;
-            self.summary.applied += 1;
-            self.feed_resolver(id, input)?;
-            return Ok(());
-        }
-        // A record key the state has never seen is certainly new: skip the lookup.
-        let maybe_known = !self.state.records.insert(rec.key_hash);
-        let existing = if !maybe_known {
-            None
-        } else {
-            self.tx
-                .prepare_cached(
-                    "SELECT id, version, content_hash FROM source_records
-                     WHERE source = ?1 AND source_id = ?2",
-                )?
-                .query_row(params![rec.source, rec.source_id], |r| {
-                    Ok(Existing {
-                        id: r.get(0)?,
-                        version: r.get(1)?,
-                        hash: r.get(2)?,
-                    })
-                })
-                .optional()?
-        };
-        let id = match &existing {
-            Some(e) if rec.version <= e.version => {
-                self.summary.unchanged += 1;
-                return Ok(());
-            }
-            Some(e) if e.hash == rec.hash => {
-                // Same content under a newer version: remember the version so older replays
-                // stay no-ops, but nothing changed for anyone.
-                self.tx
-                    .prepare_cached("UPDATE source_records SET version = ?2 WHERE id = ?1")?
-                    .execute(params![e.id, rec.version])?;
-                self.summary.unchanged += 1;
-                return Ok(());
-            }
-            Some(e) => {
-                let text: String = self
-                    .tx
-                    .prepare_cached("SELECT record FROM source_records WHERE id = ?1")?
-                    .query_row(params![e.id], |r| r.get(0))?;
-                let old: StoredRecord =
-                    serde_json::from_str(&text).map_err(|err| StoreError::Corrupt {
-                        record_id: e.id,
-                        message: err.to_string(),
-                    })?;
-                remove_indexes(&self.tx, e.id, &old)?;
-                e.id
-            }
-            None => {
-                let id = self.next_record;
-                self.next_record += 1;
-                id
-            }
-        };
-        self.staged.insert(key, self.pending.len());
-        self.pending.push(Pending {
-            rec,
-            id,
-            exists: existing.is_some(),
-        });
-        self.summary.applied += 1;
-        // A new record without an input (event-only, or a delete of something never seen)
-        // has nothing to resolve.
-        if input.is_some() || existing.is_some() {
-            self.feed_resolver(id, input)?;
-        }
-        Ok(())
-    }
-
-    fn curate(&mut self, d: &CuratorDecision) -> Result<(), StoreError> {
-        let (action, a, b) = match *d {
-            CuratorDecision::NeverMerge(a, b) => ("never_merge", a, Some(b)),
-            CuratorDecision::ForceMerge(a, b) => ("force_merge", a, Some(b)),
-            CuratorDecision::Detach(a) => ("detach", a, None),
-        };
-        self.tx
-            .prepare_cached(
-                "INSERT INTO curator_overrides (action, record_a, record_b, created_at) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![action, a, b, self.now])?;
-        apply_override(self.state.resolver(&self.tx)?, action, a, b);
-        Ok(())
-    }
-
-    fn feed_resolver(
-        &mut self,
-        id: RecordId,
-        input: Option<ResolverInput>,
-    ) -> Result<(), StoreError> {
-        let resolver = self.state.resolver(&self.tx)?;
-        if let Some(input) = input {
-            resolver.upsert(id, input);
-        } else {
-            // Deleted, or an event-only record: it leaves the customer it belonged to.
-            resolver.remove(id);
-        }
-        Ok(())
-    }
-
-    /// Resolve the staged group and write it; returns the time spent resolving.
-    fn resolve_and_write(&mut self) -> Result<std::time::Duration, StoreError> {
-        let started = std::time::Instant::now();
-        let res = match self.state.resolver.as_mut() {
-            Some(r) => r.resolve(&mut self.next_customer),
-            // Nothing reached the resolver (only event-only records, or nothing new).
-            None => onetruth_resolve::Resolution::default(),
-        };
-        let resolved = started.elapsed();
-        self.summary.pairs_scored += res.pairs_scored;
-        // Customer rows first: records reference them. Statements are prepared once per
-        // group: looking a long SQL text up in the statement cache per row costs as much as a
-        // small insert.
-        let mut seqs: HashMap<i64, i64> = HashMap::with_capacity(res.changes.len());
-        {
-            let mut log = self.tx.prepare_cached(
+/// The rows resolution decided: customers and changelog, records and their indexes,
+/// re-assigned records, evidence, customer statuses, flips.
+fn write_resolution(
+    tx: &Transaction,
+    plan: &WritePlan,
+    now: i64,
+    summary: &mut ApplySummary,
+) -> Result<(), StoreError> {
+    let res = &plan.resolution;
+    // Customer rows first: records reference them. Statements are prepared once per
+    // group: looking a long SQL text up in the statement cache per row costs as much as a
+    // small insert.
+    let mut seqs: HashMap<i64, i64> = HashMap::with_capacity(res.changes.len());
+    {
+        let mut log = tx.prepare_cached(
                 "INSERT INTO changelog (seq, customer_id, change, details, at) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
-            let mut ins = self.tx.prepare_cached(
-                "INSERT INTO customers (id, created_at, version) VALUES (?1, ?2, ?3)",
-            )?;
-            for ch in &res.changes {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                let (change, details) = changelog_entry(ch);
-                log.execute(params![seq, ch.customer, change, details, self.now])?;
-                seqs.insert(ch.customer, seq);
-                if ch.created {
-                    ins.execute(params![ch.customer, self.now, seq])?;
-                    self.summary.customers_created += 1;
-                }
+        let mut ins = tx.prepare_cached(
+            "INSERT INTO customers (id, created_at, version) VALUES (?1, ?2, ?3)",
+        )?;
+        for (seq, ch) in (plan.first_seq..).zip(&res.changes) {
+            let (change, details) = changelog_entry(ch);
+            log.execute(params![seq, ch.customer, change, details, now])?;
+            seqs.insert(ch.customer, seq);
+            if ch.created {
+                ins.execute(params![ch.customer, now, seq])?;
+                summary.customers_created += 1;
             }
         }
-        let mut written: HashSet<RecordId> = HashSet::with_capacity(self.pending.len());
-        {
-            let mut upd = self.tx.prepare_cached(
-                "UPDATE source_records SET version = ?2, deleted = ?3, content_hash = ?4,
+    }
+    let mut written: HashSet<RecordId> = HashSet::with_capacity(plan.records.len());
+    {
+        let mut upd = tx.prepare_cached(
+            "UPDATE source_records SET version = ?2, deleted = ?3, content_hash = ?4,
                  updated_at = ?5, customer_id = ?6, record = ?7, raw = ?8 WHERE id = ?1",
-            )?;
-            let mut ins = self.tx.prepare_cached(
+        )?;
+        let mut ins = tx.prepare_cached(
                 "INSERT INTO source_records
                  (id, source, source_id, version, deleted, content_hash, first_seen, updated_at, customer_id, record, raw)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)",
             )?;
-            let mut idx = Indexes::prepare(&self.tx)?;
-            for p in &self.pending {
-                let rec = p.rec;
-                let customer = if rec.is_entity {
-                    self.state
-                        .resolver
-                        .as_ref()
-                        .and_then(|r| r.customer_of(p.id))
-                } else {
-                    None
-                };
-                written.insert(p.id);
-                if p.exists {
-                    upd.execute(params![
-                        p.id,
-                        rec.version,
-                        rec.deleted,
-                        rec.hash,
-                        self.now,
-                        customer,
-                        rec.record_json,
-                        rec.raw_json
-                    ])?;
-                } else {
-                    ins.execute(params![
-                        p.id,
-                        rec.source,
-                        rec.source_id,
-                        rec.version,
-                        rec.deleted,
-                        rec.hash,
-                        self.now,
-                        customer,
-                        rec.record_json,
-                        rec.raw_json
-                    ])?;
-                }
-                idx.write(p.id, rec)?;
+        let mut idx = Indexes::prepare(tx)?;
+        for p in &plan.records {
+            let rec = &plan.batches[p.batch].records[p.index];
+            let customer = p.customer;
+            written.insert(p.id);
+            if p.exists {
+                upd.execute(params![
+                    p.id,
+                    rec.version,
+                    rec.deleted,
+                    rec.hash,
+                    now,
+                    customer,
+                    rec.record_json,
+                    rec.raw_json
+                ])?;
+            } else {
+                ins.execute(params![
+                    p.id,
+                    rec.source,
+                    rec.source_id,
+                    rec.version,
+                    rec.deleted,
+                    rec.hash,
+                    now,
+                    customer,
+                    rec.record_json,
+                    rec.raw_json
+                ])?;
             }
-            idx.flush()?;
+            idx.write(p.id, rec)?;
         }
-        {
-            let mut upd = self
-                .tx
-                .prepare_cached("UPDATE source_records SET customer_id = ?2 WHERE id = ?1")?;
-            for (id, customer) in &res.assignments {
-                if !written.contains(id) {
-                    upd.execute(params![id, customer])?;
-                }
+        idx.flush()?;
+    }
+    {
+        let mut upd =
+            tx.prepare_cached("UPDATE source_records SET customer_id = ?2 WHERE id = ?1")?;
+        for (id, customer) in &res.assignments {
+            if !written.contains(id) {
+                upd.execute(params![id, customer])?;
             }
         }
+    }
+    {
+        let mut del_a = tx.prepare_cached("DELETE FROM evidence WHERE record_a = ?1")?;
+        let mut del_b = tx.prepare_cached("DELETE FROM evidence WHERE record_b = ?1")?;
+        for id in res
+            .rewritten
+            .iter()
+            .filter(|id| **id < plan.first_new_record)
         {
-            let mut del_a = self
-                .tx
-                .prepare_cached("DELETE FROM evidence WHERE record_a = ?1")?;
-            let mut del_b = self
-                .tx
-                .prepare_cached("DELETE FROM evidence WHERE record_b = ?1")?;
-            for id in res
-                .rewritten
-                .iter()
-                .filter(|id| **id < self.first_new_record)
-            {
-                del_a.execute(params![id])?;
-                del_b.execute(params![id])?;
-            }
-            let mut ins = self.tx.prepare_cached(
-                "INSERT INTO evidence (record_a, record_b, kind, rule, weight, accepted, created_at)
+            del_a.execute(params![id])?;
+            del_b.execute(params![id])?;
+        }
+        let mut ins = tx.prepare_cached(
+            "INSERT INTO evidence (record_a, record_b, kind, rule, weight, accepted, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                  ON CONFLICT (record_a, record_b) DO UPDATE
                  SET kind = ?3, rule = ?4, weight = ?5, accepted = ?6, created_at = ?7",
-            )?;
-            for e in &res.evidence {
-                let kind = if e.status == LinkStatus::Forced {
-                    "curator"
-                } else {
-                    "probabilistic"
-                };
-                let accepted = matches!(e.status, LinkStatus::Accepted | LinkStatus::Forced);
-                ins.execute(params![
-                    e.a,
-                    e.b,
-                    kind,
-                    e.status.as_str(),
-                    e.weight,
-                    accepted,
-                    self.now
-                ])?;
-            }
+        )?;
+        for e in &res.evidence {
+            let kind = if e.status == LinkStatus::Forced {
+                "curator"
+            } else {
+                "probabilistic"
+            };
+            let accepted = matches!(e.status, LinkStatus::Accepted | LinkStatus::Forced);
+            ins.execute(params![
+                e.a,
+                e.b,
+                kind,
+                e.status.as_str(),
+                e.weight,
+                accepted,
+                now
+            ])?;
         }
-        for ch in &res.changes {
-            let seq = seqs[&ch.customer];
-            match &ch.status {
-                // A new customer's row was inserted with its version above.
-                CustomerStatus::Active if ch.created => {}
-                CustomerStatus::Active => {
-                    self.tx
+    }
+    for ch in &res.changes {
+        let seq = seqs[&ch.customer];
+        match &ch.status {
+            // A new customer's row was inserted with its version above.
+            CustomerStatus::Active if ch.created => {}
+            CustomerStatus::Active => {
+                tx
                         .prepare_cached("UPDATE customers SET version = ?2, status = 'active', merged_into = NULL WHERE id = ?1")?
                         .execute(params![ch.customer, seq])?;
-                }
-                CustomerStatus::MergedInto { into } => {
-                    // Aliases of the absorbed id now point straight at the survivor (one hop).
-                    self.tx
-                        .prepare_cached(
-                            "UPDATE customers SET merged_into = ?2 WHERE merged_into = ?1",
-                        )?
-                        .execute(params![ch.customer, into])?;
-                    self.tx
+            }
+            CustomerStatus::MergedInto { into } => {
+                // Aliases of the absorbed id now point straight at the survivor (one hop).
+                tx.prepare_cached("UPDATE customers SET merged_into = ?2 WHERE merged_into = ?1")?
+                    .execute(params![ch.customer, into])?;
+                tx
                         .prepare_cached("UPDATE customers SET status = 'merged', merged_into = ?2, version = ?3 WHERE id = ?1")?
                         .execute(params![ch.customer, into, seq])?;
-                    self.summary.merges += 1;
-                }
-                CustomerStatus::SplitInto { .. } => {
-                    self.tx
+                summary.merges += 1;
+            }
+            CustomerStatus::SplitInto { .. } => {
+                tx
                         .prepare_cached("UPDATE customers SET status = 'split', merged_into = NULL, version = ?2 WHERE id = ?1")?
                         .execute(params![ch.customer, seq])?;
-                    self.summary.splits += 1;
-                }
-                CustomerStatus::Empty => {
-                    self.tx
+                summary.splits += 1;
+            }
+            CustomerStatus::Empty => {
+                tx
                         .prepare_cached("UPDATE customers SET status = 'empty', merged_into = NULL, version = ?2 WHERE id = ?1")?
                         .execute(params![ch.customer, seq])?;
-                }
-            }
-            if ch.status == CustomerStatus::Active && !ch.split_off.is_empty() {
-                self.summary.splits += 1;
             }
         }
-        for flip in &res.flips {
-            match flip {
-                KeyFlip::Generic {
-                    kind,
-                    value,
-                    names,
-                    records,
-                    generic: true,
-                } => {
-                    self.tx
+        if ch.status == CustomerStatus::Active && !ch.split_off.is_empty() {
+            summary.splits += 1;
+        }
+    }
+    for flip in &res.flips {
+        match flip {
+            KeyFlip::Generic {
+                kind,
+                value,
+                names,
+                records,
+                generic: true,
+            } => {
+                tx
                         .prepare_cached(
                             "INSERT INTO generic_values (kind, value, names, records, since) VALUES (?1, ?2, ?3, ?4, ?5)
                              ON CONFLICT (kind, value) DO UPDATE SET names = ?3, records = ?4",
                         )?
-                        .execute(params![kind, value, *names as i64, *records as i64, self.now])?;
-                }
-                KeyFlip::Generic { kind, value, .. } => {
-                    self.tx
-                        .prepare_cached(
-                            "DELETE FROM generic_values WHERE kind = ?1 AND value = ?2",
-                        )?
-                        .execute(params![kind, value])?;
-                }
-                KeyFlip::Overflow {
-                    key,
-                    records,
-                    overflowed: true,
-                } => {
-                    self.tx
-                        .prepare_cached(
-                            "INSERT INTO block_overflows (key, records, since) VALUES (?1, ?2, ?3)
+                        .execute(params![kind, value, *names as i64, *records as i64, now])?;
+            }
+            KeyFlip::Generic { kind, value, .. } => {
+                tx.prepare_cached("DELETE FROM generic_values WHERE kind = ?1 AND value = ?2")?
+                    .execute(params![kind, value])?;
+            }
+            KeyFlip::Overflow {
+                key,
+                records,
+                overflowed: true,
+            } => {
+                tx.prepare_cached(
+                    "INSERT INTO block_overflows (key, records, since) VALUES (?1, ?2, ?3)
                              ON CONFLICT (key) DO UPDATE SET records = ?2",
-                        )?
-                        .execute(params![key, *records as i64, self.now])?;
-                }
-                KeyFlip::Overflow { key, .. } => {
-                    self.tx
-                        .prepare_cached("DELETE FROM block_overflows WHERE key = ?1")?
-                        .execute(params![key])?;
-                }
+                )?
+                .execute(params![key, *records as i64, now])?;
+            }
+            KeyFlip::Overflow { key, .. } => {
+                tx.prepare_cached("DELETE FROM block_overflows WHERE key = ?1")?
+                    .execute(params![key])?;
             }
         }
-        Ok(resolved)
     }
+    Ok(())
 }
-
 /// The change name and details JSON of a customer's changelog row.
 fn changelog_entry(ch: &CustomerChange) -> (&'static str, String) {
     let change = match &ch.status {

@@ -8,6 +8,7 @@
 
 mod apply;
 mod explain;
+mod pipeline;
 mod query;
 mod schema;
 mod train;
@@ -94,6 +95,8 @@ impl Default for StoreOptions {
 /// shared across threads here), readers alongside one writer thanks to WAL.
 pub struct Store {
     conn: Connection,
+    /// The database file, for the pipelined writer's second connection.
+    path: PathBuf,
     policy: IdentifierPolicy,
     /// Resolution settings for writes.
     resolution: ResolverConfig,
@@ -164,6 +167,7 @@ impl Store {
         }
         Ok(Store {
             conn,
+            path: path.to_path_buf(),
             policy: options.policy,
             resolution: options.resolution,
             survivorship: options.survivorship,

@@ -584,3 +584,78 @@ fn any_order_and_batch_size_gives_the_same_partition_and_evidence() {
     s.reresolve().unwrap();
     assert_eq!(evidence(&dir), curated, "curated, then re-resolved");
 }
+
+#[test]
+fn the_pipelined_writer_gives_what_group_by_group_gives() {
+    let records = tangled(400);
+    let (d1, mut one) = store();
+    one.apply(batch(records.clone())).unwrap();
+    let reference = partition(&one);
+
+    let (d2, mut piped) = store();
+    let policy = piped.policy().clone();
+    // Groups of two batches; the last group repeats records (unchanged ones and a newer
+    // version), which makes the planner wait for the previous commit before its lookups.
+    let mut groups: Vec<Vec<onetruth_store::PreparedBatch>> = records
+        .chunks(60)
+        .map(|c| {
+            let (a, b) = c.split_at(c.len() / 2);
+            vec![
+                batch(a.to_vec()).prepare(&policy),
+                batch(b.to_vec()).prepare(&policy),
+            ]
+        })
+        .collect();
+    groups.push(vec![batch(records[..50].to_vec()).prepare(&policy)]);
+    let summary = piped.apply_stream(groups.into_iter()).unwrap();
+    assert_eq!(summary.applied, 400);
+    assert_eq!(summary.unchanged, 50);
+    assert!(summary.pairs_scored > 0);
+    assert_eq!(partition(&piped), reference);
+    assert_eq!(evidence(&d2), evidence(&d1));
+    // The state it leaves behind serves the next write.
+    let mut changed = records[0].clone();
+    changed.version = 2;
+    changed.attributes.given_name = Some("Zoe".into());
+    piped.apply(batch(vec![changed.clone()])).unwrap();
+    one.apply(batch(vec![changed])).unwrap();
+    assert_eq!(partition(&piped), partition(&one));
+}
+
+#[test]
+fn the_pipelined_writer_replans_when_another_connection_writes() {
+    let records = tangled(300);
+    let extra = vec![
+        rec("web", "w1", 1, "Ann", &[("email", "p0@x.com")]),
+        rec("web", "w2", 1, "Cy", &[("email", "p40@x.com")]),
+    ];
+    let (_d1, mut one) = store();
+    let mut all = records.clone();
+    all.extend(extra.clone());
+    one.apply(batch(all)).unwrap();
+    let reference = partition(&one);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let mut piped = Store::open(&path, StoreOptions::default()).unwrap();
+    let policy = piped.policy().clone();
+    let mut chunks = records
+        .chunks(50)
+        .map(|c| c.to_vec())
+        .collect::<Vec<_>>()
+        .into_iter();
+    let mut pulled = 0;
+    // While the third group is planned, another connection writes records that join
+    // customers of the groups in flight.
+    let groups = std::iter::from_fn(|| {
+        pulled += 1;
+        if pulled == 3 {
+            let mut other = Store::open(&path, StoreOptions::default()).unwrap();
+            other.apply(batch(extra.clone())).unwrap();
+        }
+        chunks.next().map(|c| vec![batch(c).prepare(&policy)])
+    });
+    let summary = piped.apply_stream(groups).unwrap();
+    assert_eq!(summary.applied, 300);
+    assert_eq!(partition(&piped), reference);
+}

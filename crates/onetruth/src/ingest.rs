@@ -178,7 +178,8 @@ fn apply_all(
 ) -> anyhow::Result<()> {
     // Block for one batch, then take whatever else is already waiting, up to GROUP_RECORDS:
     // a slow source still commits batch by batch, a fast one commits in large groups.
-    while let Ok(first) = rx.recv() {
+    let groups = std::iter::from_fn(|| {
+        let first = rx.recv().ok()?;
         let mut records = first.len();
         let mut group = vec![first];
         while records < GROUP_RECORDS {
@@ -190,8 +191,10 @@ fn apply_all(
                 Err(_) => break,
             }
         }
-        *summary += store.apply_group(group).context("writing to the store")?;
-    }
+        Some(group)
+    });
+    // Resolving the next group overlaps writing the previous one.
+    *summary += store.apply_stream(groups).context("writing to the store")?;
     Ok(())
 }
 
