@@ -101,6 +101,8 @@ enum Reader {
 /// Reads one file.
 pub struct FileSource {
     path: PathBuf,
+    /// `path` as shown in positions.
+    path_text: String,
     reader: Reader,
     line: u64,
     bytes_read: Arc<AtomicU64>,
@@ -163,6 +165,7 @@ impl FileSource {
             },
         };
         Ok(FileSource {
+            path_text: path.display().to_string(),
             path: path.to_path_buf(),
             reader,
             line,
@@ -173,7 +176,13 @@ impl FileSource {
     }
 
     fn position(&self) -> Position {
-        Position(format!("{}:{}", self.path.display(), self.line))
+        // Once per record: plain pushes, not the formatting machinery.
+        let line = self.line.to_string();
+        let mut s = String::with_capacity(self.path_text.len() + 1 + line.len());
+        s.push_str(&self.path_text);
+        s.push(':');
+        s.push_str(&line);
+        Position(s)
     }
 }
 

@@ -74,7 +74,7 @@ use serde::{Deserialize, Serialize};
 use crate::RecordView;
 use crate::compare::{
     BirthDateLevel, GivenNameLevel, NameSpellings, PersonName, canonical_mailbox,
-    compare_birth_date_digits, compare_prepared_names, family_name_key, house_number,
+    compare_birth_date_digits, compare_prepared_names, concat, family_name_key, house_number,
     nickname_groups, normalize_name, postal_key,
 };
 use crate::score::{
@@ -494,14 +494,14 @@ pub fn blocking_keys(view: &RecordView, screened: &[bool]) -> Vec<BlockingKey> {
                 if let Some((local, _)) = mailbox.rsplit_once('@') {
                     let local = local.replace('.', "");
                     if local.len() >= 3 {
-                        plain(format!("email_local:{local}"));
+                        plain(concat(&["email_local:", &local]));
                     }
                 }
             }
             IdentifierKind::Phone => {
                 let digits: String = id.value.chars().filter(char::is_ascii_digit).collect();
                 if digits.len() >= 7 {
-                    plain(format!("phone_last7:{}", &digits[digits.len() - 7..]));
+                    plain(concat(&["phone_last7:", &digits[digits.len() - 7..]]));
                 }
             }
             _ => {}
@@ -519,11 +519,13 @@ pub fn blocking_keys(view: &RecordView, screened: &[bool]) -> Vec<BlockingKey> {
             .and_then(|d| d.get(..4))
             .filter(|y| y.bytes().all(|b| b.is_ascii_digit()))
         {
-            plain(format!("family_year:{soundex}:{year}"));
+            plain(concat(&["family_year:", &soundex, ":", year]));
         }
         if let Some(initial) = given.as_deref().and_then(|g| g.chars().next()) {
             let prefix: String = family.chars().filter(|c| *c != ' ').take(4).collect();
-            plain(format!("initial_family:{initial}:{prefix}"));
+            let mut initial_buf = [0u8; 4];
+            let initial = initial.encode_utf8(&mut initial_buf);
+            plain(concat(&["initial_family:", initial, ":", &prefix]));
         }
     }
     for address in &view.attributes.addresses {
@@ -531,7 +533,7 @@ pub fn blocking_keys(view: &RecordView, screened: &[bool]) -> Vec<BlockingKey> {
             postal_key(address),
             address.line1.as_deref().and_then(house_number),
         ) {
-            plain(format!("postal_house:{postal}:{house}"));
+            plain(concat(&["postal_house:", &postal, ":", &house]));
         }
     }
     values.extend(keys);
@@ -543,7 +545,7 @@ pub fn blocking_keys(view: &RecordView, screened: &[bool]) -> Vec<BlockingKey> {
 /// The label of an identifier-value key. `=` never occurs in the other keys' fixed prefixes, so
 /// a custom kind cannot collide with them.
 fn value_label(kind: &str, value: &str) -> String {
-    format!("{kind}={value}")
+    concat(&[kind, "=", value])
 }
 
 /// The key of a record's given name for generic-value detection: the first nickname group of
@@ -567,7 +569,7 @@ fn hash_str(s: &str) -> u64 {
 }
 
 fn entry_key(view: &RecordView) -> Box<str> {
-    format!("{}\0{}", view.source, view.source_id).into()
+    concat(&[&view.source, "\0", &view.source_id]).into()
 }
 
 /// What the resolver needs of a record, computed from its view without the resolver (so the

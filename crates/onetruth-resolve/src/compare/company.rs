@@ -85,7 +85,10 @@ pub fn compare_company(a: Option<&str>, b: Option<&str>) -> CompanyLevel {
 /// [`compare_company`] on names already passed through [`normalize_company`] (non-empty).
 pub fn compare_normalized_company(a: &str, b: &str) -> CompanyLevel {
     use CompanyLevel::*;
-    if a == b || a.replace(' ', "") == b.replace(' ', "") {
+    fn unspaced(s: &str) -> impl Iterator<Item = u8> + '_ {
+        s.bytes().filter(|c| *c != b' ')
+    }
+    if a == b || unspaced(a).eq(unspaced(b)) {
         Exact
     } else if jaro_winkler(a, b) >= COMPANY_SIMILAR_JW {
         Similar

@@ -56,7 +56,7 @@ pub fn canonical_mailbox(email: &str) -> String {
     } else {
         local.to_string()
     };
-    format!("{local}@{domain}")
+    super::concat(&[&local, "@", domain])
 }
 
 /// An email prepared once for many comparisons ([`compare_prepared_email`]).
