@@ -185,6 +185,16 @@ pub(crate) fn fold_text(s: &str, keep: &[char], period: Period) -> String {
     out
 }
 
+/// The parts joined, without the formatting machinery (`format!` costs several times more on
+/// the per-record paths that build keys).
+pub(crate) fn concat(parts: &[&str]) -> String {
+    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        s.push_str(p);
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,14 +262,4 @@ mod tests {
         assert_eq!(best_pair(&a, &b, 99, |x, y| (x - y).abs()), 0);
         assert_eq!(best_pair(&a, &[] as &[i32], 99, |x, y| (x - y).abs()), 99);
     }
-}
-
-/// The parts joined, without the formatting machinery (`format!` costs several times more on
-/// the per-record paths that build keys).
-pub(crate) fn concat(parts: &[&str]) -> String {
-    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-    for p in parts {
-        s.push_str(p);
-    }
-    s
 }
