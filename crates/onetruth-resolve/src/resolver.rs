@@ -475,6 +475,15 @@ impl BlockingKey {
 /// The blocking keys of a record (see the module docs). Identifier-value keys only for
 /// identifiers the policy left linkable.
 pub fn blocking_keys(view: &RecordView, screened: &[bool]) -> Vec<BlockingKey> {
+    blocking_keys_of(
+        view,
+        screened,
+        &PersonName::from_attributes(&view.attributes),
+    )
+}
+
+/// [`blocking_keys`] with the record's name already read.
+fn blocking_keys_of(view: &RecordView, screened: &[bool], name: &PersonName) -> Vec<BlockingKey> {
     let mut keys = Vec::new();
     let mut plain = |label: String| {
         keys.push(BlockingKey { label, value: None });
@@ -507,7 +516,6 @@ pub fn blocking_keys(view: &RecordView, screened: &[bool]) -> Vec<BlockingKey> {
             _ => {}
         }
     }
-    let name = PersonName::from_attributes(&view.attributes);
     let family = name.family.as_deref().map(normalize_name);
     let given = name.given.as_deref().map(normalize_name);
     if let Some(family) = family.as_deref().filter(|f| !f.is_empty()) {
@@ -550,8 +558,7 @@ fn value_label(kind: &str, value: &str) -> String {
 
 /// The key of a record's given name for generic-value detection: the first nickname group of
 /// its first word (so Bill and William count once), else the word itself.
-fn given_name_key(view: &RecordView) -> Option<u64> {
-    let name = PersonName::from_attributes(&view.attributes);
+fn given_name_key(name: &PersonName) -> Option<u64> {
     let given = normalize_name(name.given.as_deref()?);
     let first = given.split(' ').next().filter(|w| w.len() > 1)?;
     let key = nickname_groups(first).into_iter().min().unwrap_or(first);
@@ -590,14 +597,16 @@ impl ResolverInput {
     /// when the record is inserted.
     pub fn of(view: &RecordView) -> ResolverInput {
         let screened: Vec<bool> = view.identifiers.iter().map(|i| i.linkable).collect();
+        // Read once, used by the features, the blocking keys and the given-name key.
+        let name = PersonName::from_attributes(&view.attributes);
         ResolverInput {
             key: entry_key(view),
-            features: Features::of(view),
-            keys: blocking_keys(view, &screened)
+            features: Features::of_named(view, &name),
+            keys: blocking_keys_of(view, &screened, &name)
                 .into_iter()
                 .map(|k| (hash_str(&k.label), k.label.into_boxed_str()))
                 .collect(),
-            name: given_name_key(view),
+            name: given_name_key(&name),
         }
     }
 }

@@ -459,6 +459,11 @@ enum Parked {
 
 impl Features {
     pub fn of(r: &RecordView) -> Features {
+        Features::of_named(r, &PersonName::from_attributes(&r.attributes))
+    }
+
+    /// [`Features::of`] with the record's name already read.
+    pub fn of_named(r: &RecordView, name: &PersonName) -> Features {
         let a = &r.attributes;
         let mut identifiers: Vec<(String, String)> = r
             .identifiers
@@ -471,7 +476,7 @@ impl Features {
         identifiers.sort();
         identifiers.dedup();
         Features {
-            name: NameSpellings::new(&PersonName::from_attributes(a)),
+            name: NameSpellings::new(name),
             birth_date: a.birth_date.as_deref().and_then(birth_date_digits),
             addresses: a.addresses.iter().map(PreparedAddress::new).collect(),
             emails: r

@@ -397,18 +397,17 @@ impl NameSpellings {
     }
 
     pub fn new(name: &PersonName) -> Self {
+        let family = family_spellings(name.family.as_deref());
+        // Usually identical to the family spellings: kept only when it differs.
+        let as_given = given_spellings(name.family.as_deref());
         NameSpellings {
             given: given_spellings(name.given.as_deref()),
-            family: family_spellings(name.family.as_deref()),
-            // Usually identical to the family spellings: kept only when it differs.
-            family_as_given: {
-                let g = given_spellings(name.family.as_deref());
-                if g == family_spellings(name.family.as_deref()) {
-                    Vec::new()
-                } else {
-                    g
-                }
+            family_as_given: if as_given == family {
+                Vec::new()
+            } else {
+                as_given
             },
+            family,
         }
     }
 }
