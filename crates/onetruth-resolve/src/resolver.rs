@@ -386,6 +386,118 @@ impl Block {
     }
 }
 
+/// The resolver's records by id. Store ids are dense row ids, so a vector indexed by id finds an
+/// entry with one memory access where a hash map takes two or three (control bytes, bucket);
+/// at a million records every lookup is a cache miss, and the resolver is bound by them. Ids
+/// outside the dense range (negative, or implausibly far past the records held) go to a map.
+#[derive(Default)]
+struct EntryMap {
+    dense: Vec<Option<Box<Entry>>>,
+    sparse: HashMap<RecordId, Box<Entry>>,
+    len: usize,
+}
+
+impl EntryMap {
+    /// The dense slot for `id`, if `id` belongs in the vector.
+    fn slot(&self, id: RecordId) -> Option<usize> {
+        let i = usize::try_from(id).ok()?;
+        // Grow the vector only for ids near what it holds (at most twice the records plus
+        // a margin), so a stray large id cannot allocate gigabytes.
+        (i < self.dense.len() || i <= 2 * self.len + (1 << 16)).then_some(i)
+    }
+
+    /// The dense index of `id` if an entry is there.
+    fn held(&self, id: RecordId) -> Option<usize> {
+        usize::try_from(id)
+            .ok()
+            .filter(|i| self.dense.get(*i).is_some_and(Option::is_some))
+    }
+
+    // An id may sit in `sparse` although the vector has grown past it since: a miss in the
+    // vector falls back to the map (empty, and not searched, in the usual case).
+    fn get(&self, id: &RecordId) -> Option<&Entry> {
+        match self.held(*id) {
+            Some(i) => self.dense[i].as_deref(),
+            None if self.sparse.is_empty() => None,
+            None => self.sparse.get(id).map(|e| &**e),
+        }
+    }
+
+    fn get_mut(&mut self, id: &RecordId) -> Option<&mut Entry> {
+        match self.held(*id) {
+            Some(i) => self.dense[i].as_deref_mut(),
+            None if self.sparse.is_empty() => None,
+            None => self.sparse.get_mut(id).map(|e| &mut **e),
+        }
+    }
+
+    fn contains_key(&self, id: &RecordId) -> bool {
+        self.get(id).is_some()
+    }
+
+    fn insert(&mut self, id: RecordId, entry: Box<Entry>) {
+        // Callers remove an id before inserting it again.
+        debug_assert!(!self.contains_key(&id));
+        self.len += 1;
+        match self.slot(id) {
+            Some(i) => {
+                if i >= self.dense.len() {
+                    self.dense.resize_with(i + 1, || None);
+                }
+                self.dense[i] = Some(entry);
+            }
+            None => {
+                self.sparse.insert(id, entry);
+            }
+        }
+    }
+
+    fn remove(&mut self, id: &RecordId) -> Option<Box<Entry>> {
+        let removed = match self.held(*id) {
+            Some(i) => self.dense[i].take(),
+            None => self.sparse.remove(id),
+        };
+        if removed.is_some() {
+            self.len -= 1;
+        }
+        removed
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every held id (dense ones in order, then the others in no order).
+    fn keys(&self) -> impl Iterator<Item = RecordId> + '_ {
+        self.dense
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.is_some())
+            .map(|(i, _)| i as RecordId)
+            .chain(self.sparse.keys().copied())
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Entry> + '_ {
+        self.dense
+            .iter()
+            .filter_map(|e| e.as_deref())
+            .chain(self.sparse.values().map(|e| &**e))
+    }
+}
+
+impl std::ops::Index<&RecordId> for EntryMap {
+    type Output = Entry;
+
+    fn index(&self, id: &RecordId) -> &Entry {
+        // Callers index only ids they found in the map (members of held blocks and customers).
+        self.get(id).expect("record held by the resolver")
+    }
+}
+
 /// What the resolver keeps per record: no view, only what scoring, blocking and guards read.
 struct Entry {
     /// `source \0 source_id`: orders records the way `(source, source_id)` tuples do, for
@@ -625,7 +737,7 @@ pub struct Resolver {
     weights: WeightTable,
     tf: Box<dyn TermFrequency + Send + Sync>,
     config: ResolverConfig,
-    entries: HashMap<RecordId, Box<Entry>>,
+    entries: EntryMap,
     blocks: HashMap<u64, Block>,
     /// For value blocks with more holders than `generic_value_names`: (given-name key, holders).
     block_names: HashMap<u64, Vec<(u64, u32)>>,
@@ -660,7 +772,7 @@ impl Resolver {
             params,
             tf,
             config,
-            entries: HashMap::default(),
+            entries: EntryMap::default(),
             blocks: HashMap::default(),
             block_names: HashMap::default(),
             block_labels: HashMap::default(),
@@ -1464,7 +1576,7 @@ impl Resolver {
 
     /// Every held record id, ascending.
     pub fn record_ids(&self) -> Vec<RecordId> {
-        let mut ids: Vec<RecordId> = self.entries.keys().copied().collect();
+        let mut ids: Vec<RecordId> = self.entries.keys().collect();
         ids.sort_unstable();
         ids
     }
@@ -1513,8 +1625,8 @@ impl Resolver {
     /// Re-score every pair and re-cluster everything at the next resolve (after the
     /// parameters or settings changed). Customer ids stay stable as on any re-clustering.
     pub fn mark_all_dirty(&mut self) {
-        self.dirty.extend(self.entries.keys().copied());
-        self.touched.extend(self.entries.keys().copied());
+        self.dirty.extend(self.entries.keys());
+        self.touched.extend(self.entries.keys());
     }
 
     /// Number of identifier values currently generic.
@@ -1802,6 +1914,33 @@ mod tests {
 
     fn set(ids: &[&[RecordId]]) -> BTreeSet<BTreeSet<RecordId>> {
         ids.iter().map(|g| g.iter().copied().collect()).collect()
+    }
+
+    #[test]
+    fn records_are_found_whatever_their_ids() {
+        // Negative and far-off ids live outside the dense vector; 70_000 goes there first and
+        // stays there after the vector grows past it.
+        let mut r = resolver();
+        let mut next = 1;
+        let twins = "Ann Lee 1980-01-02 ann@x.com +14155550100";
+        ingest(&mut r, &mut next, &[(70_000, twins), (-7, twins)]);
+        let many: Vec<(RecordId, String)> = (1..=3000)
+            .map(|i| (i, format!("P{i} Q{i} - p{i}@y.com -")))
+            .collect();
+        let refs: Vec<(RecordId, &str)> = many.iter().map(|(i, s)| (*i, s.as_str())).collect();
+        ingest(&mut r, &mut next, &refs);
+        ingest(&mut r, &mut next, &[(71_000, twins), (i64::MAX, twins)]);
+        assert_eq!(r.len(), 3004);
+        let ann = r.customer_of(70_000).expect("held");
+        for id in [-7, 71_000, i64::MAX] {
+            assert_eq!(r.customer_of(id), Some(ann), "{id}");
+        }
+        assert_eq!(r.record_ids().len(), 3004);
+        r.remove(70_000);
+        r.resolve(&mut next);
+        assert_eq!(r.customer_of(70_000), None);
+        assert_eq!(r.len(), 3003);
+        assert_eq!(r.customer_of(71_000), r.customer_of(-7));
     }
 
     #[test]
