@@ -386,28 +386,30 @@ impl Block {
     }
 }
 
-/// The resolver's records by id. Store ids are dense row ids, so a vector indexed by id finds an
-/// entry with one memory access where a hash map takes two or three (control bytes, bucket);
-/// at a million records every lookup is a cache miss, and the resolver is bound by them. Ids
-/// outside the dense range (negative, or implausibly far past the records held) go to a map.
-#[derive(Default)]
-struct EntryMap {
-    dense: Vec<Option<Box<Entry>>>,
-    sparse: HashMap<RecordId, Box<Entry>>,
+/// A map from dense ids (record ids, customer ids) to values. Store ids are row ids allocated
+/// max + 1, so a vector indexed by id finds a value with one memory access where a hash map
+/// takes two or three (control bytes, bucket); at a million records every lookup is a cache
+/// miss, and the resolver is bound by them. Ids outside the dense range (negative, or
+/// implausibly far past the values held) go to a hash map.
+struct DenseMap<V> {
+    dense: Vec<Option<V>>,
+    sparse: HashMap<i64, V>,
     len: usize,
 }
 
-impl EntryMap {
-    /// The dense slot for `id`, if `id` belongs in the vector.
-    fn slot(&self, id: RecordId) -> Option<usize> {
-        let i = usize::try_from(id).ok()?;
-        // Grow the vector only for ids near what it holds (at most twice the records plus
-        // a margin), so a stray large id cannot allocate gigabytes.
-        (i < self.dense.len() || i <= 2 * self.len + (1 << 16)).then_some(i)
+impl<V> Default for DenseMap<V> {
+    fn default() -> Self {
+        DenseMap {
+            dense: Vec::new(),
+            sparse: HashMap::default(),
+            len: 0,
+        }
     }
+}
 
-    /// The dense index of `id` if an entry is there.
-    fn held(&self, id: RecordId) -> Option<usize> {
+impl<V> DenseMap<V> {
+    /// The dense index of `id` if a value is there.
+    fn held(&self, id: i64) -> Option<usize> {
         usize::try_from(id)
             .ok()
             .filter(|i| self.dense.get(*i).is_some_and(Option::is_some))
@@ -415,44 +417,59 @@ impl EntryMap {
 
     // An id may sit in `sparse` although the vector has grown past it since: a miss in the
     // vector falls back to the map (empty, and not searched, in the usual case).
-    fn get(&self, id: &RecordId) -> Option<&Entry> {
+    fn get(&self, id: &i64) -> Option<&V> {
         match self.held(*id) {
-            Some(i) => self.dense[i].as_deref(),
+            Some(i) => self.dense[i].as_ref(),
             None if self.sparse.is_empty() => None,
-            None => self.sparse.get(id).map(|e| &**e),
+            None => self.sparse.get(id),
         }
     }
 
-    fn get_mut(&mut self, id: &RecordId) -> Option<&mut Entry> {
+    fn get_mut(&mut self, id: &i64) -> Option<&mut V> {
         match self.held(*id) {
-            Some(i) => self.dense[i].as_deref_mut(),
+            Some(i) => self.dense[i].as_mut(),
             None if self.sparse.is_empty() => None,
-            None => self.sparse.get_mut(id).map(|e| &mut **e),
+            None => self.sparse.get_mut(id),
         }
     }
 
-    fn contains_key(&self, id: &RecordId) -> bool {
+    fn contains_key(&self, id: &i64) -> bool {
         self.get(id).is_some()
     }
 
-    fn insert(&mut self, id: RecordId, entry: Box<Entry>) {
-        // Callers remove an id before inserting it again.
+    /// Insert a value for an id that holds none.
+    fn insert(&mut self, id: i64, value: V) -> &mut V {
         debug_assert!(!self.contains_key(&id));
         self.len += 1;
-        match self.slot(id) {
+        // Grow the vector only for ids near what it holds (at most twice the values plus a
+        // margin), so a stray large id cannot allocate gigabytes.
+        match usize::try_from(id)
+            .ok()
+            .filter(|i| *i < self.dense.len() || *i <= 2 * self.len + (1 << 16))
+        {
             Some(i) => {
                 if i >= self.dense.len() {
                     self.dense.resize_with(i + 1, || None);
                 }
-                self.dense[i] = Some(entry);
+                self.dense[i].insert(value)
             }
-            None => {
-                self.sparse.insert(id, entry);
-            }
+            None => self.sparse.entry(id).or_insert(value),
         }
     }
 
-    fn remove(&mut self, id: &RecordId) -> Option<Box<Entry>> {
+    fn get_or_default(&mut self, id: i64) -> &mut V
+    where
+        V: Default,
+    {
+        if self.contains_key(&id) {
+            // Just checked.
+            self.get_mut(&id).expect("present")
+        } else {
+            self.insert(id, V::default())
+        }
+    }
+
+    fn remove(&mut self, id: &i64) -> Option<V> {
         let removed = match self.held(*id) {
             Some(i) => self.dense[i].take(),
             None => self.sparse.remove(id),
@@ -471,30 +488,30 @@ impl EntryMap {
         self.len == 0
     }
 
-    /// Every held id (dense ones in order, then the others in no order).
-    fn keys(&self) -> impl Iterator<Item = RecordId> + '_ {
+    /// Every held id with its value (dense ones in order, then the others in no order).
+    fn iter(&self) -> impl Iterator<Item = (i64, &V)> + '_ {
         self.dense
             .iter()
             .enumerate()
-            .filter(|(_, e)| e.is_some())
-            .map(|(i, _)| i as RecordId)
-            .chain(self.sparse.keys().copied())
+            .filter_map(|(i, v)| v.as_ref().map(|v| (i as i64, v)))
+            .chain(self.sparse.iter().map(|(k, v)| (*k, v)))
     }
 
-    fn values(&self) -> impl Iterator<Item = &Entry> + '_ {
-        self.dense
-            .iter()
-            .filter_map(|e| e.as_deref())
-            .chain(self.sparse.values().map(|e| &**e))
+    fn keys(&self) -> impl Iterator<Item = i64> + '_ {
+        self.iter().map(|(k, _)| k)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &V> + '_ {
+        self.iter().map(|(_, v)| v)
     }
 }
 
-impl std::ops::Index<&RecordId> for EntryMap {
-    type Output = Entry;
+impl<V> std::ops::Index<&i64> for DenseMap<V> {
+    type Output = V;
 
-    fn index(&self, id: &RecordId) -> &Entry {
+    fn index(&self, id: &i64) -> &V {
         // Callers index only ids they found in the map (members of held blocks and customers).
-        self.get(id).expect("record held by the resolver")
+        self.get(id).expect("id held by the map")
     }
 }
 
@@ -737,13 +754,13 @@ pub struct Resolver {
     weights: WeightTable,
     tf: Box<dyn TermFrequency + Send + Sync>,
     config: ResolverConfig,
-    entries: EntryMap,
+    entries: DenseMap<Box<Entry>>,
     blocks: HashMap<u64, Block>,
     /// For value blocks with more holders than `generic_value_names`: (given-name key, holders).
     block_names: HashMap<u64, Vec<(u64, u32)>>,
     /// Labels of overflowed or generic blocks, to report when they flip back.
     block_labels: HashMap<u64, BlockingKey>,
-    customers: HashMap<i64, Members>,
+    customers: DenseMap<Members>,
     overrides: Overrides,
     /// Records whose edges must be recomputed.
     dirty: BTreeSet<RecordId>,
@@ -772,11 +789,11 @@ impl Resolver {
             params,
             tf,
             config,
-            entries: EntryMap::default(),
+            entries: DenseMap::default(),
             blocks: HashMap::default(),
             block_names: HashMap::default(),
             block_labels: HashMap::default(),
-            customers: HashMap::default(),
+            customers: DenseMap::default(),
             overrides: Overrides::default(),
             dirty: BTreeSet::new(),
             changed: HashSet::default(),
@@ -940,7 +957,7 @@ impl Resolver {
             }
         }
         if let Some(c) = customer {
-            self.customers.entry(c).or_default().push(id);
+            self.customers.get_or_default(c).push(id);
         }
         self.entries.insert(
             id,
@@ -1493,7 +1510,7 @@ impl Resolver {
                         }
                     }
                     entry.customer = Some(id);
-                    self.customers.entry(id).or_default().push(*r);
+                    self.customers.get_or_default(id).push(*r);
                     out.assignments.push((*r, id));
                 }
                 if changed.contains(r) {
@@ -1638,7 +1655,7 @@ impl Resolver {
     pub fn partition(&self) -> BTreeMap<i64, BTreeSet<RecordId>> {
         self.customers
             .iter()
-            .map(|(c, r)| (*c, r.iter().collect()))
+            .map(|(c, r)| (c, r.iter().collect()))
             .collect()
     }
 }
