@@ -620,6 +620,7 @@ pub(crate) fn load_resolver(
     tx: &rusqlite::Connection,
     config: &ResolverConfig,
 ) -> Result<Resolver, StoreError> {
+    let started = std::time::Instant::now();
     let params = active_parameters(tx)?;
     // The term-frequency table travels with the parameter version.
     let tf = Box::new(params.term_frequencies.clone());
@@ -731,6 +732,12 @@ pub(crate) fn load_resolver(
         apply_override(&mut resolver, &action, a, b);
     }
     resolver.finish_load();
+    // Seconds at a million records: worth a line in the daemon's log.
+    tracing::info!(
+        records = resolver.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "resolver loaded from the store"
+    );
     Ok(resolver)
 }
 
