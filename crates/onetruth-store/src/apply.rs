@@ -683,10 +683,8 @@ pub(crate) fn load_resolver(
                 if turn && let Some(tw) = &to_worker {
                     // The worker's channel is bounded: collect its results as they come so
                     // it never blocks.
-                    tw.send(full).map_err(|_| StoreError::Corrupt {
-                        record_id: 0,
-                        message: "resolver loader thread stopped".into(),
-                    })?;
+                    tw.send(full)
+                        .map_err(|_| StoreError::ThreadStopped("the resolver loader thread"))?;
                     outstanding += 1;
                 } else {
                     insert(prepare(full), &mut resolver)?;

@@ -44,6 +44,9 @@ pub enum StoreError {
     Corrupt { record_id: i64, message: String },
     #[error("sqlite: {0}")]
     Backend(BackendError),
+    /// A helper thread of the store stopped (a bug: its panic message is on stderr).
+    #[error("{0} stopped unexpectedly")]
+    ThreadStopped(&'static str),
 }
 
 /// An error from the database engine. Opaque so the engine can change behind the store's API.

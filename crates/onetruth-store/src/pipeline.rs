@@ -73,10 +73,9 @@ impl Store {
             let result = planner.run(groups, &to_writer);
             drop(to_writer);
             // The writer ends when the channel closes; its last data_version is the state's.
-            let last_version = writer.join().unwrap_or(Err(StoreError::Corrupt {
-                record_id: 0,
-                message: "store writer thread panicked".into(),
-            }));
+            let last_version = writer
+                .join()
+                .unwrap_or(Err(StoreError::ThreadStopped("the store writer thread")));
             let state = match (&result, last_version) {
                 (Ok(_), Ok(v)) => planner.state.take().map(|mut s| {
                     s.data_version = v;
@@ -200,10 +199,7 @@ impl Planner<'_> {
             // The writer stopped: its outcome says why.
             return match self.outcomes.recv() {
                 Ok(Outcome::Failed(e)) => Err(e),
-                _ => Err(StoreError::Corrupt {
-                    record_id: 0,
-                    message: "store writer thread stopped".into(),
-                }),
+                _ => Err(StoreError::ThreadStopped("the store writer thread")),
             };
         }
         self.in_flight = true;
@@ -239,10 +235,7 @@ impl Planner<'_> {
                 Ok(false)
             }
             Ok(Outcome::Failed(e)) => Err(e),
-            Err(_) => Err(StoreError::Corrupt {
-                record_id: 0,
-                message: "store writer thread stopped".into(),
-            }),
+            Err(_) => Err(StoreError::ThreadStopped("the store writer thread")),
         }
     }
 }
