@@ -253,20 +253,46 @@ impl NextIds {
     }
 }
 
-/// A group after staging: version and content checked against what is stored, record ids
-/// allocated, the resolver inputs of new and changed records set aside.
-pub(crate) struct Staged {
+/// What staging decided for a group's records, carried from [`Staged`] into [`WritePlan`].
+/// It owns the group's batches, so a plan can cross to the SQLite thread.
+struct Rows {
     batches: Vec<PreparedBatch>,
     records: Vec<PlannedRecord>,
     /// Stored records whose content is unchanged under a newer version: (batch, index, id).
     version_bumps: Vec<(usize, usize, i64)>,
     /// Stored records replaced by a new version: their old index rows go first.
     replaced: Vec<i64>,
-    /// What the resolver must hear, in order: an input to upsert, or `None` to remove.
-    feed: Vec<(RecordId, Option<ResolverInput>)>,
-    summary: ApplySummary,
     /// Records with an id at or above this one are new.
     first_new_record: i64,
+    summary: ApplySummary,
+}
+
+impl Rows {
+    /// The batches back, with the resolver inputs staging took recomputed (from the record
+    /// JSON, as the resolver's loader does), for planning again.
+    fn into_batches(self) -> Result<Vec<PreparedBatch>, StoreError> {
+        let mut batches = self.batches;
+        for rec in batches.iter_mut().flat_map(|b| b.records.iter_mut()) {
+            if rec.is_entity && rec.resolver_input.is_none() {
+                rec.resolver_input = Some(resolver_input_of(
+                    0,
+                    rec.source.clone(),
+                    rec.source_id.clone(),
+                    rec.version,
+                    &rec.record_json,
+                )?);
+            }
+        }
+        Ok(batches)
+    }
+}
+
+/// A group after staging: version and content checked against what is stored, record ids
+/// allocated, the resolver inputs of new and changed records set aside.
+pub(crate) struct Staged {
+    rows: Rows,
+    /// What the resolver must hear, in order: an input to upsert, or `None` to remove.
+    feed: Vec<(RecordId, Option<ResolverInput>)>,
     started: std::time::Instant,
 }
 
@@ -276,58 +302,34 @@ impl Staged {
         !self.feed.is_empty()
     }
 
-    /// The batches back, with the resolver inputs staging took restored, for a retry.
+    /// The batches back, for planning again.
     pub(crate) fn into_batches(self) -> Result<Vec<PreparedBatch>, StoreError> {
-        restore_inputs(self.batches)
+        self.rows.into_batches()
     }
 }
 
-/// A group staged and resolved: every row its transaction writes, decided in memory. It owns
-/// its batches, so the pipelined writer can hand it to the SQLite thread.
+/// A group staged and resolved: every row its transaction writes, decided in memory.
 pub(crate) struct WritePlan {
-    batches: Vec<PreparedBatch>,
-    records: Vec<PlannedRecord>,
-    version_bumps: Vec<(usize, usize, i64)>,
-    replaced: Vec<i64>,
+    rows: Rows,
     decision: Option<CuratorDecision>,
     resolution: onetruth_resolve::Resolution,
     /// The changelog seq of the first customer change (one seq per change, in order).
     first_seq: i64,
-    /// Records with an id at or above this one are created by this plan.
-    first_new_record: i64,
-    summary: ApplySummary,
     /// Time spent staging and resolving, for the debug log.
     pub(crate) staged: std::time::Duration,
     pub(crate) resolved: std::time::Duration,
 }
 
 impl WritePlan {
-    /// The batches back, with resolver inputs restored, for a retry.
+    /// The batches back, for planning again.
     pub(crate) fn into_batches(self) -> Result<Vec<PreparedBatch>, StoreError> {
-        restore_inputs(self.batches)
+        self.rows.into_batches()
     }
 
     /// Records in the plan, applied or not.
     pub(crate) fn len(&self) -> u64 {
-        self.summary.applied + self.summary.unchanged
+        self.rows.summary.applied + self.rows.summary.unchanged
     }
-}
-
-/// Recompute the resolver inputs staging took from entity records (from their stored JSON,
-/// as the resolver's loader does).
-fn restore_inputs(mut batches: Vec<PreparedBatch>) -> Result<Vec<PreparedBatch>, StoreError> {
-    for rec in batches.iter_mut().flat_map(|b| b.records.iter_mut()) {
-        if rec.is_entity && rec.resolver_input.is_none() {
-            rec.resolver_input = Some(resolver_input_of(
-                0,
-                rec.source.clone(),
-                rec.source_id.clone(),
-                rec.version,
-                &rec.record_json,
-            )?);
-        }
-    }
-    Ok(batches)
 }
 
 /// The resolver's view of a record stored as `json` (`id` only names it in errors).
@@ -357,7 +359,7 @@ fn resolver_input_of(
 /// is dropped when another connection has written (`PRAGMA data_version`) or a transaction
 /// fails, and reloaded from the tables, which hold everything it knows.
 pub(crate) struct WriterState {
-    /// Loaded on first use, see [`WriterState::resolver`].
+    /// Loaded on first use, see [`WriterState::ensure_resolver`].
     resolver: Option<Resolver>,
     config: ResolverConfig,
     records: HashSet<u64, BuildHasherDefault<PassThroughHasher>>,
@@ -525,13 +527,15 @@ impl WriterState {
             }
         }
         Ok(Staged {
-            batches,
-            records,
-            version_bumps,
-            replaced,
+            rows: Rows {
+                batches,
+                records,
+                version_bumps,
+                replaced,
+                first_new_record,
+                summary,
+            },
             feed,
-            summary,
-            first_new_record,
             started,
         })
     }
@@ -546,13 +550,8 @@ impl WriterState {
         everything: bool,
     ) -> WritePlan {
         let Staged {
-            batches,
-            mut records,
-            version_bumps,
-            replaced,
+            mut rows,
             feed,
-            mut summary,
-            first_new_record,
             started,
         } = staged;
         let staged_in = started.elapsed();
@@ -573,8 +572,8 @@ impl WriterState {
                     resolver.mark_all_dirty();
                 }
                 let res = resolver.resolve(&mut self.next_ids.customer);
-                for p in &mut records {
-                    if batches[p.batch].records[p.index].is_entity {
+                for p in &mut rows.records {
+                    if rows.batches[p.batch].records[p.index].is_entity {
                         p.customer = resolver.customer_of(p.id);
                     }
                 }
@@ -583,19 +582,14 @@ impl WriterState {
             // Nothing reached the resolver (only event-only records, or nothing new).
             None => onetruth_resolve::Resolution::default(),
         };
-        summary.pairs_scored += resolution.pairs_scored;
+        rows.summary.pairs_scored += resolution.pairs_scored;
         let first_seq = self.next_ids.seq;
         self.next_ids.seq += resolution.changes.len() as i64;
         WritePlan {
-            batches,
-            records,
-            version_bumps,
-            replaced,
+            rows,
             decision,
             resolution,
             first_seq,
-            first_new_record,
-            summary,
             staged: staged_in,
             resolved: started.elapsed() - staged_in,
         }
@@ -797,11 +791,11 @@ impl Store {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let data_version: i64 = tx.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        let version = data_version(&tx)?;
         let mut state = match state {
-            Some(s) if s.data_version == data_version => s,
+            Some(s) if s.data_version == version => s,
             // First write, or another connection wrote since our last commit.
-            _ => WriterState::load(&tx, &self.resolution, data_version)?,
+            _ => WriterState::load(&tx, &self.resolution, version)?,
         };
         let staged = state.stage(batches, &mut |rec| lookup_existing(&tx, rec))?;
         if staged.needs_resolver() || decision.is_some() || everything {
@@ -813,12 +807,15 @@ impl Store {
         tx.commit()?;
         log_group(&plan, &summary, written, committing.elapsed());
         // Our own commits leave data_version unchanged; the next group compares to it.
-        state.data_version = self
-            .conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))?;
+        state.data_version = data_version(&self.conn)?;
         self.state = Some(state);
         Ok(summary)
     }
+}
+
+/// `PRAGMA data_version`: it moves when another connection commits.
+pub(crate) fn data_version(conn: &rusqlite::Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
 }
 
 /// Where a group's time goes (stage: version checks and block index; resolve: scoring and
@@ -848,14 +845,14 @@ pub(crate) fn execute(
 ) -> Result<(ApplySummary, std::time::Duration), StoreError> {
     let started = std::time::Instant::now();
     let now = now_micros();
-    let mut summary = plan.summary;
+    let mut summary = plan.rows.summary;
     {
         let mut bump = tx.prepare_cached("UPDATE source_records SET version = ?2 WHERE id = ?1")?;
-        for &(b, i, id) in &plan.version_bumps {
-            bump.execute(params![id, plan.batches[b].records[i].version])?;
+        for &(b, i, id) in &plan.rows.version_bumps {
+            bump.execute(params![id, plan.rows.batches[b].records[i].version])?;
         }
     }
-    for &id in &plan.replaced {
+    for &id in &plan.rows.replaced {
         let text: String = tx
             .prepare_cached("SELECT record FROM source_records WHERE id = ?1")?
             .query_row(params![id], |r| r.get(0))?;
@@ -873,7 +870,7 @@ pub(crate) fn execute(
         .execute(params![action, a, b, now])?;
     }
     write_resolution(tx, plan, now, &mut summary)?;
-    for batch in &plan.batches {
+    for batch in &plan.rows.batches {
         let mut q = tx.prepare_cached(
             "INSERT INTO quarantine (source, position, raw, reason, first_seen, last_seen)
              VALUES (?1, ?2, ?3, ?4, ?5, ?5)
@@ -953,7 +950,7 @@ fn write_resolution(
             }
         }
     }
-    let mut written: HashSet<RecordId> = HashSet::with_capacity(plan.records.len());
+    let mut written: HashSet<RecordId> = HashSet::with_capacity(plan.rows.records.len());
     {
         let mut upd = tx.prepare_cached(
             "UPDATE source_records SET version = ?2, deleted = ?3, content_hash = ?4,
@@ -965,8 +962,8 @@ fn write_resolution(
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8, ?9, ?10)",
             )?;
         let mut idx = Indexes::prepare(tx)?;
-        for p in &plan.records {
-            let rec = &plan.batches[p.batch].records[p.index];
+        for p in &plan.rows.records {
+            let rec = &plan.rows.batches[p.batch].records[p.index];
             let customer = p.customer;
             written.insert(p.id);
             if p.exists {
@@ -1013,7 +1010,7 @@ fn write_resolution(
         for id in res
             .rewritten
             .iter()
-            .filter(|id| **id < plan.first_new_record)
+            .filter(|id| **id < plan.rows.first_new_record)
         {
             del_a.execute(params![id])?;
             del_b.execute(params![id])?;

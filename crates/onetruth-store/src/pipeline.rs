@@ -14,7 +14,7 @@ use std::sync::mpsc;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
-use crate::apply::{WritePlan, WriterState, execute, log_group, lookup_existing};
+use crate::apply::{WritePlan, WriterState, data_version, execute, log_group, lookup_existing};
 use crate::{ApplySummary, PreparedBatch, Store, StoreError};
 
 /// What the SQLite thread says about a plan.
@@ -23,10 +23,6 @@ enum Outcome {
     /// Another connection wrote since the last commit: the plan was not written.
     Conflict(Box<WritePlan>),
     Failed(StoreError),
-}
-
-fn data_version(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
 }
 
 impl Store {
@@ -62,7 +58,7 @@ impl Store {
             let (to_planner, outcomes) = mpsc::channel::<Outcome>();
             let writer = scope.spawn(move || write_plans(conn, version, plans, to_planner));
             let mut planner = Planner {
-                state: Some(state),
+                state,
                 reader: &reader,
                 resolution: &resolution,
                 outcomes: &outcomes,
@@ -77,10 +73,11 @@ impl Store {
                 .join()
                 .unwrap_or(Err(StoreError::ThreadStopped("the store writer thread")));
             let state = match (&result, last_version) {
-                (Ok(_), Ok(v)) => planner.state.take().map(|mut s| {
-                    s.data_version = v;
-                    s
-                }),
+                (Ok(_), Ok(v)) => {
+                    let mut state = planner.state;
+                    state.data_version = v;
+                    Some(state)
+                }
                 _ => None,
             };
             (result, state)
@@ -127,8 +124,7 @@ fn write_plans(
 
 /// The planning side of [`Store::apply_stream`].
 struct Planner<'a> {
-    /// `None` only while being replaced after a conflict.
-    state: Option<WriterState>,
+    state: WriterState,
     reader: &'a Connection,
     resolution: &'a onetruth_resolve::ResolverConfig,
     outcomes: &'a mpsc::Receiver<Outcome>,
@@ -147,95 +143,84 @@ impl Planner<'_> {
     ) -> Result<ApplySummary, StoreError> {
         loop {
             let Some(batches) = self.retry.pop_front().or_else(|| groups.next()) else {
-                // The end: wait for the last commit (which may send its group back).
-                if self.settle(|| Ok(Vec::new()))? {
-                    break;
+                // The end: wait for the last commit, which may send its group back.
+                match self.settle()? {
+                    Some(refused) => {
+                        self.plan_again(refused, Vec::new())?;
+                        continue;
+                    }
+                    None => break,
                 }
-                continue;
             };
-            let state = self.state.as_mut().expect("state present between groups");
             // Records that may be stored are looked up in the tables: wait for the commit
             // in flight so the lookup sees it.
-            let mut held = Some(batches);
-            if state.may_know_any(held.as_deref().unwrap_or_default())
-                && !self.settle(|| Ok(held.take().expect("taken once")))?
+            if self.state.may_know_any(&batches)
+                && let Some(refused) = self.settle()?
             {
+                self.plan_again(refused, batches)?;
                 continue;
             }
-            let batches = held.expect("not taken: no conflict");
-            let state = self.state.as_mut().expect("state present between groups");
-            let staged = state.stage(batches, &mut |rec| lookup_existing(self.reader, rec))?;
-            if staged.needs_resolver() && !state.has_resolver() {
+            let staged = self
+                .state
+                .stage(batches, &mut |rec| lookup_existing(self.reader, rec))?;
+            if staged.needs_resolver() && !self.state.has_resolver() {
                 // Loading reads the tables too.
-                let mut staged = Some(staged);
-                if !self.settle(|| staged.take().expect("taken once").into_batches())? {
+                if let Some(refused) = self.settle()? {
+                    self.plan_again(refused, staged.into_batches()?)?;
                     continue;
                 }
-                let state = self.state.as_mut().expect("state present between groups");
-                state.ensure_resolver(self.reader)?;
-                let plan = state.resolve(staged.expect("not taken: no conflict"), None, false);
-                self.send(plan, to_writer)?;
+                self.state.ensure_resolver(self.reader)?;
+            }
+            let plan = self.state.resolve(staged, None, false);
+            // One plan in flight: a refused plan never has to unwind more than the one at hand.
+            if let Some(refused) = self.settle()? {
+                self.plan_again(refused, plan.into_batches()?)?;
                 continue;
             }
-            let plan = state.resolve(staged, None, false);
-            self.send(plan, to_writer)?;
+            if to_writer.send(Box::new(plan)).is_err() {
+                // The writer stopped: its outcome says why.
+                return match self.outcomes.recv() {
+                    Ok(Outcome::Failed(e)) => Err(e),
+                    _ => Err(StoreError::ThreadStopped("the store writer thread")),
+                };
+            }
+            self.in_flight = true;
         }
         Ok(self.total)
     }
 
-    /// Hand a plan to the writer once the previous one is committed (one in flight: a
-    /// conflict never has to unwind more than the plan at hand).
-    fn send(
-        &mut self,
-        plan: WritePlan,
-        to_writer: &mpsc::SyncSender<Box<WritePlan>>,
-    ) -> Result<(), StoreError> {
-        let mut plan = Some(plan);
-        if !self.settle(|| plan.take().expect("taken once").into_batches())? {
-            return Ok(());
-        }
-        let plan = plan.expect("not taken: no conflict");
-        if to_writer.send(Box::new(plan)).is_err() {
-            // The writer stopped: its outcome says why.
-            return match self.outcomes.recv() {
-                Ok(Outcome::Failed(e)) => Err(e),
-                _ => Err(StoreError::ThreadStopped("the store writer thread")),
-            };
-        }
-        self.in_flight = true;
-        Ok(())
-    }
-
-    /// Wait for the plan in flight, if any. On a conflict, queue its groups and the current
-    /// one (`current` gives its batches back) for planning again, reload the state, and
-    /// return false.
-    fn settle(
-        &mut self,
-        current: impl FnOnce() -> Result<Vec<PreparedBatch>, StoreError>,
-    ) -> Result<bool, StoreError> {
+    /// Wait for the plan in flight, if any. Returns it if the writer refused it because
+    /// another connection wrote first.
+    fn settle(&mut self) -> Result<Option<Box<WritePlan>>, StoreError> {
         if !self.in_flight {
-            return Ok(true);
+            return Ok(None);
         }
         self.in_flight = false;
         match self.outcomes.recv() {
             Ok(Outcome::Committed(summary)) => {
                 self.total += summary;
-                Ok(true)
+                Ok(None)
             }
-            Ok(Outcome::Conflict(plan)) => {
-                tracing::debug!("another connection wrote during the ingest; planning again");
-                let current = current()?;
-                if !current.is_empty() {
-                    self.retry.push_front(current);
-                }
-                self.retry.push_front(plan.into_batches()?);
-                self.state = None;
-                let version = data_version(self.reader)?;
-                self.state = Some(WriterState::load(self.reader, self.resolution, version)?);
-                Ok(false)
-            }
+            Ok(Outcome::Conflict(plan)) => Ok(Some(plan)),
             Ok(Outcome::Failed(e)) => Err(e),
             Err(_) => Err(StoreError::ThreadStopped("the store writer thread")),
         }
+    }
+
+    /// After a refused plan: queue its group and the current one (in that order) to be
+    /// planned again, and reload the state from what is committed now.
+    fn plan_again(
+        &mut self,
+        refused: Box<WritePlan>,
+        current: Vec<PreparedBatch>,
+    ) -> Result<(), StoreError> {
+        tracing::debug!("another connection wrote during the ingest; planning again");
+        if !current.is_empty() {
+            self.retry.push_front(current);
+        }
+        self.retry.push_front(refused.into_batches()?);
+        let version = data_version(self.reader)?;
+        self.state = WriterState::load(self.reader, self.resolution, version)?;
+        Ok(())
     }
 }
