@@ -304,8 +304,6 @@ pub struct Resolution {
     pub flips: Vec<KeyFlip>,
     /// Candidate pairs scored.
     pub pairs_scored: u64,
-    /// Every held record was re-clustered: `rewritten` is the whole store.
-    pub everything: bool,
 }
 
 /// A small set of record ids: one inline, more on the heap. Most blocking keys and most
@@ -1250,7 +1248,6 @@ impl Resolver {
         }
 
         let (parts, evidence) = self.cluster(&component);
-        out.everything = component.len() == self.entries.len();
         // Stored rows to replace wholesale: pairs of re-scored and removed records are gone
         // from memory, and curated records may have rows without an edge (a force-merge of a
         // no-link pair).
