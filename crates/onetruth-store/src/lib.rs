@@ -23,7 +23,7 @@ pub use apply::{ApplySummary, Batch, CuratorDecision, PreparedBatch, QuarantineE
 pub use explain::*;
 pub use onetruth_model::SourceRecord;
 pub use query::*;
-pub use schema::SCHEMA_VERSION;
+pub use schema::{SCHEMA_VERSION, identifier_key};
 pub use train::{ParametersInfo, TrainingOutcome, TrainingSettings};
 
 /// Errors at the store boundary.
@@ -166,6 +166,7 @@ impl Store {
                 "PRAGMA page_size = 8192; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000;",
             )
             .map_err(open_err)?;
+            schema::register_functions(&conn)?;
             schema::migrate(&mut conn)?;
         }
         Ok(Store {

@@ -8,6 +8,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use crate::apply::StoredRecord;
+use crate::schema::identifier_key;
 use crate::{Store, StoreError};
 
 /// What a customer id resolves to.
@@ -198,11 +199,13 @@ impl Store {
     ) -> Result<Vec<CustomerId>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT DISTINCT r.customer_id FROM identifiers i JOIN source_records r ON r.id = i.record_id
-             WHERE i.kind = ?1 AND i.value = ?2 AND i.linkable = 1 AND r.customer_id IS NOT NULL
+             WHERE i.key = ?1 AND i.linkable = 1 AND r.customer_id IS NOT NULL
              ORDER BY r.customer_id",
         )?;
         let ids = stmt
-            .query_map(params![kind.as_str(), value], |r| r.get::<_, i64>(0))?
+            .query_map(params![identifier_key(kind.as_str(), value)], |r| {
+                r.get::<_, i64>(0)
+            })?
             .map(|r| r.map(CustomerId))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ids)
@@ -278,11 +281,11 @@ impl Store {
             }
         }
         let mut by_id = self.conn.prepare_cached(
-            "SELECT record_id, seq FROM event_identifiers WHERE kind = ?1 AND value = ?2",
+            "SELECT record_id, seq FROM event_identifiers WHERE key = ?1",
         )?;
         for rec in records {
             for id in rec.identifiers.iter().filter(|i| i.linkable) {
-                for k in by_id.query_map(params![id.kind.as_str(), id.value], |r| {
+                for k in by_id.query_map(params![identifier_key(id.kind.as_str(), &id.value)], |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })? {
                     keys.push(k?);
@@ -409,7 +412,7 @@ impl Store {
             .conn
             .prepare(
                 "SELECT min(r.customer_id) FROM event_identifiers ei
-                 JOIN identifiers i ON i.kind = ei.kind AND i.value = ei.value AND i.linkable = 1
+                 JOIN identifiers i ON i.key = ei.key AND i.linkable = 1
                  JOIN source_records r ON r.id = i.record_id
                  WHERE ei.record_id = ?1 AND ei.seq = ?2",
             )

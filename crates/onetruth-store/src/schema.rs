@@ -157,7 +157,65 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX evidence_record_a;
     CREATE UNIQUE INDEX evidence_pair ON evidence(record_a, record_b);
     "#,
+    // 4: identifier rows are keyed by a 128-bit hash of (kind, value) instead of the text
+    // (`identifier_key`, registered on the connection). The index is 40% smaller, and since
+    // its inserts land on random pages, every commit rewrites most of it: at 1M records it was
+    // a third of the bytes an ingest wrote. Values stay readable in the records' JSON.
+    r#"
+    CREATE TABLE identifier_keys (
+        key       BLOB NOT NULL,        -- identifier_key(kind, value)
+        record_id INTEGER NOT NULL REFERENCES source_records(id),
+        linkable  INTEGER NOT NULL,
+        PRIMARY KEY (key, record_id)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO identifier_keys (key, record_id, linkable)
+        SELECT identifier_key(kind, value), record_id, linkable FROM identifiers ORDER BY 1, 2;
+    DROP TABLE identifiers;
+    ALTER TABLE identifier_keys RENAME TO identifiers;
+
+    CREATE TABLE event_identifier_keys (
+        key       BLOB NOT NULL,        -- identifier_key(kind, value)
+        record_id INTEGER NOT NULL,
+        seq       INTEGER NOT NULL,
+        PRIMARY KEY (key, record_id, seq)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO event_identifier_keys (key, record_id, seq)
+        SELECT identifier_key(kind, value), record_id, seq FROM event_identifiers ORDER BY 1, 2, 3;
+    DROP TABLE event_identifiers;
+    ALTER TABLE event_identifier_keys RENAME TO event_identifiers;
+    "#,
 ];
+
+/// The key of an identifier's rows in `identifiers` and `event_identifiers`: SipHash-1-3
+/// (128-bit) of the kind and the normalized value. 128 bits so that two identifiers never
+/// share a key in practice (the rows carry no text to tell them apart); the fixed key keeps
+/// it stable across builds and machines. Never change it without a migration.
+pub fn identifier_key(kind: &str, value: &str) -> [u8; 16] {
+    use siphasher::sip128::{Hasher128, SipHasher13};
+    use std::hash::Hasher;
+    let mut h = SipHasher13::new_with_keys(0x6f6e_6574_7275_7468, 0x6964_656e_7469_6679);
+    h.write(kind.as_bytes());
+    // A separator no UTF-8 text contains: ("ab", "c") and ("a", "bc") differ.
+    h.write_u8(0xff);
+    h.write(value.as_bytes());
+    h.finish128().as_bytes()
+}
+
+/// Make `identifier_key(kind, value)` callable from SQL on `conn` (migrations use it).
+pub(crate) fn register_functions(conn: &Connection) -> Result<(), StoreError> {
+    use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        "identifier_key",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let kind: String = ctx.get(0)?;
+            let value: String = ctx.get(1)?;
+            Ok(identifier_key(&kind, &value).to_vec())
+        },
+    )?;
+    Ok(())
+}
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -177,4 +235,85 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Store, StoreOptions};
+    use onetruth_model::{CustomerId, IdentifierKind};
+
+    #[test]
+    fn identifier_keys_tell_kind_and_value_apart() {
+        let k = identifier_key("email", "a@x.org");
+        assert_eq!(k, identifier_key("email", "a@x.org"));
+        assert_ne!(k, identifier_key("email", "b@x.org"));
+        assert_ne!(k, identifier_key("custom", "a@x.org"));
+        // The separator keeps the split between kind and value.
+        assert_ne!(identifier_key("ab", "c"), identifier_key("a", "bc"));
+        // Stored keys must not change between builds.
+        let hex: String = identifier_key("phone", "+14155550100")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(hex, "919366c1302b4db689245b516dd91f39");
+    }
+
+    /// A store written at schema 3 (identifier rows keyed by text) is migrated: its lookups
+    /// and event attachments still work.
+    #[test]
+    fn schema_3_identifiers_are_rekeyed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..3] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 3).unwrap();
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(
+                r#"
+                INSERT INTO customers (id, created_at, version) VALUES (1, 0, 1);
+                INSERT INTO source_records (id, source, source_id, version, customer_id, content_hash, record, first_seen, updated_at)
+                    VALUES (1, 'crm', 'c1', 1, 1, 0, '{"identifiers":[{"kind":"email","value":"ann@x.org","original":"ann@x.org"},{"kind":"phone","value":"0000000000","original":"0000000000","linkable":false}]}', 0, 0);
+                INSERT INTO source_records (id, source, source_id, version, customer_id, content_hash, record, first_seen, updated_at)
+                    VALUES (2, 'calls', 'k1', 1, NULL, 0, '{"events":[{"kind":"call","occurred_at":"2026-01-01T00:00:00Z","identifiers":[{"kind":"email","value":"ann@x.org","original":"ann@x.org"}]}]}', 0, 0);
+                INSERT INTO identifiers (kind, value, record_id, linkable) VALUES ('email', 'ann@x.org', 1, 1);
+                INSERT INTO identifiers (kind, value, record_id, linkable) VALUES ('phone', '0000000000', 1, 0);
+                INSERT INTO events (record_id, seq, kind, occurred_at, data) VALUES (2, 0, 'call', '2026-01-01T00:00:00Z', '{}');
+                INSERT INTO event_identifiers (kind, value, record_id, seq) VALUES ('email', 'ann@x.org', 2, 0);
+                "#,
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        let version: i64 = store
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        assert_eq!(
+            store.lookup(&IdentifierKind::Email, "ann@x.org").unwrap(),
+            vec![CustomerId(1)]
+        );
+        assert!(
+            store
+                .lookup(&IdentifierKind::Phone, "0000000000")
+                .unwrap()
+                .is_empty(),
+            "a placeholder stays unlinkable"
+        );
+        let profile = store.customer(CustomerId(1)).unwrap().unwrap();
+        assert_eq!(profile.events.len(), 1, "the call still attaches by email");
+        let mut exported = Vec::new();
+        store
+            .for_each_event(|e| -> Result<(), StoreError> {
+                exported.push(e.customer_id);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(exported, vec![Some(CustomerId(1))]);
+    }
 }
