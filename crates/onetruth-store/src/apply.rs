@@ -1206,23 +1206,29 @@ impl<'t> Indexes<'t> {
         }
         self.event_identifiers.sort_unstable();
         for (key, record_id, seq) in &self.event_identifiers {
-            self.event_identifier.execute(params![key, record_id, seq])?;
+            self.event_identifier
+                .execute(params![key, record_id, seq])?;
         }
         Ok(())
     }
 }
 
 fn remove_indexes(tx: &Transaction, record_id: i64, old: &StoredRecord) -> Result<(), StoreError> {
-    let mut del =
-        tx.prepare_cached("DELETE FROM identifiers WHERE key = ?1 AND record_id = ?2")?;
+    let mut del = tx.prepare_cached("DELETE FROM identifiers WHERE key = ?1 AND record_id = ?2")?;
     for id in &old.identifiers {
-        del.execute(params![identifier_key(id.kind.as_str(), &id.value), record_id])?;
+        del.execute(params![
+            identifier_key(id.kind.as_str(), &id.value),
+            record_id
+        ])?;
     }
     let mut del_ev =
         tx.prepare_cached("DELETE FROM event_identifiers WHERE key = ?1 AND record_id = ?2")?;
     for e in &old.events {
         for id in &e.identifiers {
-            del_ev.execute(params![identifier_key(id.kind.as_str(), &id.value), record_id])?;
+            del_ev.execute(params![
+                identifier_key(id.kind.as_str(), &id.value),
+                record_id
+            ])?;
         }
     }
     tx.prepare_cached("DELETE FROM events WHERE record_id = ?1")?

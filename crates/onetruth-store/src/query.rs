@@ -280,14 +280,16 @@ impl Store {
                 keys.push((*rid, seq?));
             }
         }
-        let mut by_id = self.conn.prepare_cached(
-            "SELECT record_id, seq FROM event_identifiers WHERE key = ?1",
-        )?;
+        let mut by_id = self
+            .conn
+            .prepare_cached("SELECT record_id, seq FROM event_identifiers WHERE key = ?1")?;
         for rec in records {
             for id in rec.identifiers.iter().filter(|i| i.linkable) {
-                for k in by_id.query_map(params![identifier_key(id.kind.as_str(), &id.value)], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })? {
+                for k in by_id
+                    .query_map(params![identifier_key(id.kind.as_str(), &id.value)], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })?
+                {
                     keys.push(k?);
                 }
             }
