@@ -467,12 +467,13 @@ impl WriterState {
         let mut feed = Vec::new();
         let mut summary = ApplySummary::default();
         {
-            // (source, source_id) -> index in `records`, for a record seen twice in one group.
-            let mut staged: HashMap<(&str, &str), usize> = HashMap::new();
+            // Record key -> index in `records`, for a record seen twice in one group.
+            let mut staged: HashMap<StagedKey, usize, BuildHasherDefault<PassThroughHasher>> =
+                HashMap::default();
             for (bi, batch) in batches.iter().enumerate() {
                 for (ri, rec) in batch.records.iter().enumerate() {
                     let input = inputs[bi][ri].take();
-                    let key = (rec.source.as_str(), rec.source_id.as_str());
+                    let key = StagedKey(rec);
                     if let Some(&i) = staged.get(&key) {
                         // Seen earlier in this group: the newer version replaces it.
                         let p = &mut records[i];
@@ -902,6 +903,25 @@ fn key_hash(source: &str, source_id: &str) -> u64 {
     // FNV's low bits mix poorly; fold the high half in for the hash set.
     h ^ (h >> 29)
 }
+
+/// A record's `(source, source_id)`, hashed by its precomputed [`key_hash`].
+struct StagedKey<'r>(&'r PreparedRecord);
+
+impl std::hash::Hash for StagedKey<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0.key_hash);
+    }
+}
+
+impl PartialEq for StagedKey<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key_hash == other.0.key_hash
+            && self.0.source == other.0.source
+            && self.0.source_id == other.0.source_id
+    }
+}
+
+impl Eq for StagedKey<'_> {}
 
 /// The keys are already hashes.
 #[derive(Default)]

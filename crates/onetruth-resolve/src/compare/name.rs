@@ -261,9 +261,19 @@ fn family_spellings(raw: Option<&str>) -> Vec<String> {
     raw.map(|r| spellings(r, false)).unwrap_or_default()
 }
 
-/// Every word is a single letter: "j", "j p".
+/// Every word is a single letter: "j", "j p". Spellings have single spaces between words, so
+/// that is a letter at every even byte and a space at every odd one (byte tests: this runs for
+/// every scored pair, and `str::split` is slow on short strings).
 fn all_initials(name: &str) -> bool {
-    name.split(' ').all(|w| w.len() == 1)
+    let b = name.as_bytes();
+    b.len() % 2 == 1
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| (i % 2 == 1) == (*c == b' '))
+}
+
+fn has_space(name: &str) -> bool {
+    name.as_bytes().contains(&b' ')
 }
 
 fn first_letter(name: &str) -> u8 {
@@ -272,19 +282,20 @@ fn first_letter(name: &str) -> u8 {
 
 /// Equal, or equal once spaces are removed ("de luca" / "deluca").
 fn same_spelling(a: &str, b: &str) -> bool {
-    a == b || (a.contains(' ') || b.contains(' ')) && a.replace(' ', "") == b.replace(' ', "")
+    a == b || (has_space(a) || has_space(b)) && a.replace(' ', "") == b.replace(' ', "")
 }
 
 /// The words of the shorter name are all words of the longer one, and the names differ.
 fn word_subset(a: &str, b: &str) -> bool {
     let (small, large) = if a.len() <= b.len() { (a, b) } else { (b, a) };
-    small != large
-        && large.contains(' ')
-        && small.split(' ').all(|w| large.split(' ').any(|l| l == w))
+    small != large && has_space(large) && small.split(' ').all(|w| large.split(' ').any(|l| l == w))
 }
 
 fn first_word(name: &str) -> &str {
-    name.split(' ').next().unwrap_or(name)
+    match name.as_bytes().iter().position(|c| *c == b' ') {
+        Some(i) => &name[..i],
+        None => name,
+    }
 }
 
 fn max_jw(a: &[String], b: &[String]) -> f64 {
@@ -534,6 +545,32 @@ mod tests {
         }
         assert_eq!(family_name_key(""), "");
         assert_eq!(family_name_key("--"), "");
+    }
+
+    #[test]
+    fn initials_and_first_words() {
+        for (name, initials) in [
+            ("j", true),
+            ("j p", true),
+            ("j p q", true),
+            ("jp", false),
+            ("j  p", false),
+            ("j ", false),
+            (" j", false),
+            ("é", false),
+            ("john p", false),
+            ("", false),
+        ] {
+            assert_eq!(all_initials(name), initials, "{name:?}");
+            assert_eq!(
+                all_initials(name),
+                !name.is_empty() && name.split(' ').all(|w| w.len() == 1),
+                "{name:?} as the word rule says"
+            );
+        }
+        assert_eq!(first_word("mary ann"), "mary");
+        assert_eq!(first_word("mary"), "mary");
+        assert_eq!(first_word(""), "");
     }
 
     #[test]
