@@ -603,86 +603,107 @@ impl BlockingKey {
 /// The blocking keys of a record (see the module docs). Identifier-value keys only for
 /// identifiers the policy left linkable.
 pub fn blocking_keys(view: &RecordView, screened: &[bool]) -> Vec<BlockingKey> {
-    blocking_keys_of(
+    let labels = KeyLabels::of(
         view,
         screened,
         &PersonName::from_attributes(&view.attributes),
-    )
+    );
+    labels.iter().map(BlockingKey::from_label).collect()
 }
 
-/// [`blocking_keys`] with the record's name already read.
-fn blocking_keys_of(view: &RecordView, screened: &[bool], name: &PersonName) -> Vec<BlockingKey> {
-    let mut keys = Vec::new();
-    let mut plain = |label: String| {
-        keys.push(BlockingKey { label, value: None });
-    };
-    let mut values = Vec::new();
-    for (id, ok) in view.identifiers.iter().zip(screened) {
-        if !ok {
-            continue;
+/// A record's blocking-key labels, sorted and deduplicated, in one string: ingest prepares a
+/// million of these, and one allocation per label (plus its kind and value) was a tenth of the
+/// preparing thread's time.
+#[derive(Debug, Clone, Default)]
+struct KeyLabels {
+    text: String,
+    /// (start, end) of each label in `text`.
+    spans: Vec<(u32, u32)>,
+}
+
+impl KeyLabels {
+    fn push(&mut self, parts: &[&str]) {
+        let start = self.text.len() as u32;
+        for p in parts {
+            self.text.push_str(p);
         }
-        values.push(BlockingKey {
-            label: value_label(id.kind.as_str(), &id.value),
-            value: Some((id.kind.as_str().to_string(), id.value.clone())),
-        });
-        match id.kind {
-            IdentifierKind::Email => {
-                let mailbox = canonical_mailbox(&id.value);
-                if let Some((local, _)) = mailbox.rsplit_once('@') {
-                    let local = local.replace('.', "");
-                    if local.len() >= 3 {
-                        plain(concat(&["email_local:", &local]));
+        self.spans.push((start, self.text.len() as u32));
+    }
+
+    fn label(&self, (start, end): (u32, u32)) -> &str {
+        &self.text[start as usize..end as usize]
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        self.spans.iter().map(|s| self.label(*s))
+    }
+
+    /// [`blocking_keys`] with the record's name already read.
+    fn of(view: &RecordView, screened: &[bool], name: &PersonName) -> KeyLabels {
+        let mut out = KeyLabels::default();
+        for (id, ok) in view.identifiers.iter().zip(screened) {
+            if !ok {
+                continue;
+            }
+            out.push(&[id.kind.as_str(), VALUE_SEPARATOR, &id.value]);
+            match id.kind {
+                IdentifierKind::Email => {
+                    let mailbox = canonical_mailbox(&id.value);
+                    if let Some((local, _)) = mailbox.rsplit_once('@') {
+                        let local = local.replace('.', "");
+                        if local.len() >= 3 {
+                            out.push(&["email_local:", &local]);
+                        }
                     }
                 }
-            }
-            IdentifierKind::Phone => {
-                let digits: String = id.value.chars().filter(char::is_ascii_digit).collect();
-                if digits.len() >= 7 {
-                    plain(concat(&["phone_last7:", &digits[digits.len() - 7..]]));
+                IdentifierKind::Phone => {
+                    let digits: String = id.value.chars().filter(char::is_ascii_digit).collect();
+                    if digits.len() >= 7 {
+                        out.push(&["phone_last7:", &digits[digits.len() - 7..]]);
+                    }
                 }
+                _ => {}
             }
-            _ => {}
         }
+        let family = name.family.as_deref().map(normalize_name);
+        let given = name.given.as_deref().map(normalize_name);
+        if let Some(family) = family.as_deref().filter(|f| !f.is_empty()) {
+            let soundex = family_name_key(family);
+            if let Some(year) = view
+                .attributes
+                .birth_date
+                .as_deref()
+                .and_then(|d| d.get(..4))
+                .filter(|y| y.bytes().all(|b| b.is_ascii_digit()))
+            {
+                out.push(&["family_year:", &soundex, ":", year]);
+            }
+            if let Some(initial) = given.as_deref().and_then(|g| g.chars().next()) {
+                let prefix: String = family.chars().filter(|c| *c != ' ').take(4).collect();
+                let mut initial_buf = [0u8; 4];
+                let initial = initial.encode_utf8(&mut initial_buf);
+                out.push(&["initial_family:", initial, ":", &prefix]);
+            }
+        }
+        for address in &view.attributes.addresses {
+            if let (Some(postal), Some(house)) = (
+                postal_key(address),
+                address.line1.as_deref().and_then(house_number),
+            ) {
+                out.push(&["postal_house:", &postal, ":", &house]);
+            }
+        }
+        let text = &out.text;
+        let label = |(a, b): (u32, u32)| &text[a as usize..b as usize];
+        out.spans.sort_by(|a, b| label(*a).cmp(label(*b)));
+        out.spans.dedup_by(|a, b| label(*a) == label(*b));
+        out
     }
-    let family = name.family.as_deref().map(normalize_name);
-    let given = name.given.as_deref().map(normalize_name);
-    if let Some(family) = family.as_deref().filter(|f| !f.is_empty()) {
-        let soundex = family_name_key(family);
-        if let Some(year) = view
-            .attributes
-            .birth_date
-            .as_deref()
-            .and_then(|d| d.get(..4))
-            .filter(|y| y.bytes().all(|b| b.is_ascii_digit()))
-        {
-            plain(concat(&["family_year:", &soundex, ":", year]));
-        }
-        if let Some(initial) = given.as_deref().and_then(|g| g.chars().next()) {
-            let prefix: String = family.chars().filter(|c| *c != ' ').take(4).collect();
-            let mut initial_buf = [0u8; 4];
-            let initial = initial.encode_utf8(&mut initial_buf);
-            plain(concat(&["initial_family:", initial, ":", &prefix]));
-        }
-    }
-    for address in &view.attributes.addresses {
-        if let (Some(postal), Some(house)) = (
-            postal_key(address),
-            address.line1.as_deref().and_then(house_number),
-        ) {
-            plain(concat(&["postal_house:", &postal, ":", &house]));
-        }
-    }
-    values.extend(keys);
-    values.sort_by(|a, b| a.label.cmp(&b.label));
-    values.dedup_by(|a, b| a.label == b.label);
-    values
 }
 
-/// The label of an identifier-value key. `=` never occurs in the other keys' fixed prefixes, so
-/// a custom kind cannot collide with them.
-fn value_label(kind: &str, value: &str) -> String {
-    concat(&[kind, "=", value])
-}
+/// Between the kind and the value of an identifier-value key's label. `=` never occurs in the
+/// other keys' fixed prefixes, so a custom kind cannot collide with them.
+const VALUE_SEPARATOR: &str = "=";
 
 /// The key of a record's given name for generic-value detection: the first nickname group of
 /// its first word (so Bill and William count once), else the word itself.
@@ -714,9 +735,10 @@ fn entry_key(view: &RecordView) -> Box<str> {
 pub struct ResolverInput {
     key: Box<str>,
     features: Features,
-    /// (hash, label) per key; the label is only read when a key flips, so it is kept as one
-    /// small string (value keys are `kind=value`, see [`BlockingKey::from_label`]).
-    keys: Vec<(u64, Box<str>)>,
+    /// The key labels (value keys are `kind=value`, see [`BlockingKey::from_label`]) and
+    /// their hashes, in label order.
+    labels: KeyLabels,
+    hashes: Vec<u64>,
     name: Option<u64>,
 }
 
@@ -727,13 +749,12 @@ impl ResolverInput {
         let screened: Vec<bool> = view.identifiers.iter().map(|i| i.linkable).collect();
         // Read once, used by the features, the blocking keys and the given-name key.
         let name = PersonName::from_attributes(&view.attributes);
+        let labels = KeyLabels::of(view, &screened, &name);
         ResolverInput {
             key: entry_key(view),
             features: Features::of_named(view, &name),
-            keys: blocking_keys_of(view, &screened, &name)
-                .into_iter()
-                .map(|k| (hash_str(&k.label), k.label.into_boxed_str()))
-                .collect(),
+            hashes: labels.iter().map(hash_str).collect(),
+            labels,
             name: given_name_key(&name),
         }
     }
@@ -821,7 +842,7 @@ impl Resolver {
     /// Whether an identifier value is generic (held by too many different names to link).
     pub fn is_generic(&self, kind: &str, value: &str) -> bool {
         self.blocks
-            .get(&hash_str(&value_label(kind, value)))
+            .get(&hash_str(&concat(&[kind, VALUE_SEPARATOR, value])))
             .is_some_and(|b| b.generic)
     }
 
@@ -930,16 +951,15 @@ impl Resolver {
         let ResolverInput {
             key: entry_key,
             mut features,
-            keys,
+            labels,
+            hashes,
             name,
         } = input;
-        let mut hashes = Vec::with_capacity(keys.len());
-        for (h, label) in keys {
-            hashes.push(h);
-            let value_of = value_kind(&label);
+        for (&h, label) in hashes.iter().zip(labels.iter()) {
+            let value_of = value_kind(label);
             let block = self.blocks.entry(h).or_insert_with(|| Block {
                 members: Members::default(),
-                kind: KeyKind::of(&label),
+                kind: KeyKind::of(label),
                 is_value: value_of.is_some(),
                 overflowed: false,
                 generic: false,
@@ -948,7 +968,7 @@ impl Resolver {
             if block.is_value {
                 self.count_name(h, name, id);
             }
-            self.check_flips(h, Some(&label));
+            self.check_flips(h, Some(label));
             // Generic values stay on the record but are not compared.
             if let Some(kind) = value_of
                 && self.blocks.get(&h).is_some_and(|b| b.generic)
