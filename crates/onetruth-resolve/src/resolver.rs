@@ -67,7 +67,7 @@ impl Hasher for IntHasher {
 type HashMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<IntHasher>>;
 type HashSet<K> = std::collections::HashSet<K, BuildHasherDefault<IntHasher>>;
 
-use onetruth_model::IdentifierKind;
+use onetruth_model::{Attributes, Identifier, IdentifierKind};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -604,8 +604,9 @@ impl BlockingKey {
 /// identifiers the policy left linkable.
 pub fn blocking_keys(view: &RecordView, screened: &[bool]) -> Vec<BlockingKey> {
     let labels = KeyLabels::of(
-        view,
+        &view.identifiers,
         screened,
+        &view.attributes,
         &PersonName::from_attributes(&view.attributes),
     );
     labels.iter().map(BlockingKey::from_label).collect()
@@ -639,9 +640,14 @@ impl KeyLabels {
     }
 
     /// [`blocking_keys`] with the record's name already read.
-    fn of(view: &RecordView, screened: &[bool], name: &PersonName) -> KeyLabels {
+    fn of(
+        identifiers: &[Identifier],
+        screened: &[bool],
+        attributes: &Attributes,
+        name: &PersonName,
+    ) -> KeyLabels {
         let mut out = KeyLabels::default();
-        for (id, ok) in view.identifiers.iter().zip(screened) {
+        for (id, ok) in identifiers.iter().zip(screened) {
             if !ok {
                 continue;
             }
@@ -669,8 +675,7 @@ impl KeyLabels {
         let given = name.given.as_deref().map(normalize_name);
         if let Some(family) = family.as_deref().filter(|f| !f.is_empty()) {
             let soundex = family_name_key(family);
-            if let Some(year) = view
-                .attributes
+            if let Some(year) = attributes
                 .birth_date
                 .as_deref()
                 .and_then(|d| d.get(..4))
@@ -685,7 +690,7 @@ impl KeyLabels {
                 out.push(&["initial_family:", initial, ":", &prefix]);
             }
         }
-        for address in &view.attributes.addresses {
+        for address in &attributes.addresses {
             if let (Some(postal), Some(house)) = (
                 postal_key(address),
                 address.line1.as_deref().and_then(house_number),
@@ -724,8 +729,8 @@ fn hash_str(s: &str) -> u64 {
     h ^ (h >> 29)
 }
 
-fn entry_key(view: &RecordView) -> Box<str> {
-    concat(&[&view.source, "\0", &view.source_id]).into()
+fn entry_key(source: &str, source_id: &str) -> Box<str> {
+    concat(&[source, "\0", source_id]).into()
 }
 
 /// What the resolver needs of a record, computed from its view without the resolver (so the
@@ -746,13 +751,29 @@ impl ResolverInput {
     /// Identifiers count as the policy screened them (`linkable`); generic values are applied
     /// when the record is inserted.
     pub fn of(view: &RecordView) -> ResolverInput {
-        let screened: Vec<bool> = view.identifiers.iter().map(|i| i.linkable).collect();
+        Self::of_parts(
+            &view.source,
+            &view.source_id,
+            &view.identifiers,
+            &view.attributes,
+        )
+    }
+
+    /// [`ResolverInput::of`] from borrowed parts, so callers holding a record need not build
+    /// a [`RecordView`] (ingest prepares a million).
+    pub fn of_parts(
+        source: &str,
+        source_id: &str,
+        identifiers: &[Identifier],
+        attributes: &Attributes,
+    ) -> ResolverInput {
+        let screened: Vec<bool> = identifiers.iter().map(|i| i.linkable).collect();
         // Read once, used by the features, the blocking keys and the given-name key.
-        let name = PersonName::from_attributes(&view.attributes);
-        let labels = KeyLabels::of(view, &screened, &name);
+        let name = PersonName::from_attributes(attributes);
+        let labels = KeyLabels::of(identifiers, &screened, attributes, &name);
         ResolverInput {
-            key: entry_key(view),
-            features: Features::of_named(view, &name),
+            key: entry_key(source, source_id),
+            features: Features::of_parts(identifiers, attributes, &name),
             hashes: labels.iter().map(hash_str).collect(),
             labels,
             name: given_name_key(&name),

@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 
-use onetruth_model::IdentifierKind;
+use onetruth_model::{Attributes, Identifier, IdentifierKind};
 use serde::{Deserialize, Serialize};
 
 use crate::RecordView;
@@ -459,14 +459,16 @@ enum Parked {
 
 impl Features {
     pub fn of(r: &RecordView) -> Features {
-        Features::of_named(r, &PersonName::from_attributes(&r.attributes))
+        Features::of_parts(
+            &r.identifiers,
+            &r.attributes,
+            &PersonName::from_attributes(&r.attributes),
+        )
     }
 
-    /// [`Features::of`] with the record's name already read.
-    pub fn of_named(r: &RecordView, name: &PersonName) -> Features {
-        let a = &r.attributes;
-        let mut identifiers: Vec<(String, String)> = r
-            .identifiers
+    /// [`Features::of`] from a record's parts, with its name already read.
+    pub fn of_parts(ids: &[Identifier], a: &Attributes, name: &PersonName) -> Features {
+        let mut identifiers: Vec<(String, String)> = ids
             .iter()
             .filter(|i| {
                 i.linkable && matches!(i.kind, IdentifierKind::External | IdentifierKind::Custom(_))
@@ -479,14 +481,12 @@ impl Features {
             name: NameSpellings::new(name),
             birth_date: a.birth_date.as_deref().and_then(birth_date_digits),
             addresses: a.addresses.iter().map(PreparedAddress::new).collect(),
-            emails: r
-                .identifiers
+            emails: ids
                 .iter()
                 .filter(|i| i.linkable && i.kind == IdentifierKind::Email)
                 .filter_map(|i| PreparedEmail::new(&i.value))
                 .collect(),
-            phones: r
-                .identifiers
+            phones: ids
                 .iter()
                 .filter(|i| i.linkable && i.kind == IdentifierKind::Phone)
                 .filter_map(|i| phone_digits(&i.value))

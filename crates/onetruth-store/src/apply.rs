@@ -147,13 +147,12 @@ impl Batch {
                 let is_entity =
                     !deleted && (!stored.identifiers.is_empty() || !stored.attributes.is_empty());
                 let resolver_input = is_entity.then(|| {
-                    ResolverInput::of(&RecordView {
-                        source: r.source.clone(),
-                        source_id: r.source_id.clone(),
-                        version: r.version,
-                        identifiers: stored.identifiers.clone(),
-                        attributes: std::mem::take(&mut stored.attributes),
-                    })
+                    ResolverInput::of_parts(
+                        &r.source,
+                        &r.source_id,
+                        &stored.identifiers,
+                        &stored.attributes,
+                    )
                 });
                 PreparedRecord {
                     key_hash: key_hash(&r.source, &r.source_id),
