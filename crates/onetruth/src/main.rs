@@ -206,7 +206,25 @@ enum Command {
 /// Exit status when `lookup` or `show` finds nothing (1 is an error, 2 a usage error).
 const NOT_FOUND: u8 = 3;
 
+/// `mi_option_purge_delay` in mimalloc v2's `mi_option_e` (the sys crate names no constant
+/// for it).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Keep freed memory for a second before giving it back to the OS (mimalloc's default is
+/// 10 ms). Ingest frees and reallocates each group's records continuously; purging them
+/// in between cost a third of the process's kernel time in page faults (measured: 223k
+/// faults for 300k records, 70k with this). An idle daemon still returns its memory.
+/// `MIMALLOC_PURGE_DELAY` in the environment wins.
+fn tune_allocator() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets a plain integer option; mimalloc reads options atomically and allows
+        // setting them at any time.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 1000) };
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     init_tracing(matches!(
         cli.command,
