@@ -116,6 +116,9 @@ pub(crate) fn now_micros() -> i64 {
         .unwrap_or(0)
 }
 
+/// WAL pages between automatic checkpoints (80 MiB of 8 KiB pages).
+pub(crate) const CHECKPOINT_PAGES: u32 = 10_000;
+
 impl Store {
     /// Open (and create or migrate, unless read-only) the store at `path`.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
@@ -162,9 +165,9 @@ impl Store {
         } else {
             // WAL: readers never block the writer; NORMAL sync is durable against process
             // crashes (a power loss may drop the last transactions, never corrupt the file).
-            conn.execute_batch(
-                "PRAGMA page_size = 8192; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000;",
-            )
+            conn.execute_batch(&format!(
+                "PRAGMA page_size = 8192; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES};",
+            ))
             .map_err(open_err)?;
             schema::register_functions(&conn)?;
             schema::migrate(&mut conn)?;
