@@ -1,4 +1,4 @@
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use onetruth_model::{Identifier, IdentifierKind};
 
@@ -58,7 +58,8 @@ pub const DEFAULT_BLOCKLIST: &[&str] = &[
 /// Decides which identifiers may link records. Placeholders are stored but never link.
 #[derive(Debug, Clone)]
 pub struct IdentifierPolicy {
-    exact: HashSet<(IdentifierKind, String)>,
+    /// Blocked values by kind (looked up by reference: this runs for every identifier).
+    exact: HashMap<IdentifierKind, HashSet<String>>,
     email_locals: HashSet<String>,
     email_domains: HashSet<String>,
     patterns: Vec<(IdentifierKind, regex::Regex)>,
@@ -79,7 +80,7 @@ impl IdentifierPolicy {
         with_defaults: bool,
     ) -> Result<IdentifierPolicy, Vec<PolicyError>> {
         let mut policy = IdentifierPolicy {
-            exact: HashSet::new(),
+            exact: HashMap::new(),
             email_locals: HashSet::new(),
             email_domains: HashSet::new(),
             patterns: Vec::new(),
@@ -93,7 +94,7 @@ impl IdentifierPolicy {
         for entry in defaults.iter().copied().chain(entries) {
             match parse_rule(entry) {
                 Ok(BlockRule::Exact(k, v)) => {
-                    policy.exact.insert((k, v));
+                    policy.exact.entry(k).or_default().insert(v);
                 }
                 Ok(BlockRule::EmailLocal(l)) => {
                     policy.email_locals.insert(l);
@@ -120,7 +121,11 @@ impl IdentifierPolicy {
 
     /// Whether a normalized identifier is a placeholder that must never link.
     pub fn is_placeholder(&self, id: &Identifier) -> bool {
-        if self.exact.contains(&(id.kind.clone(), id.value.clone())) {
+        if self
+            .exact
+            .get(&id.kind)
+            .is_some_and(|values| values.contains(id.value.as_str()))
+        {
             return true;
         }
         if self
