@@ -73,9 +73,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::RecordView;
 use crate::compare::{
-    BirthDateLevel, GivenNameLevel, NameSpellings, PersonName, canonical_mailbox,
-    compare_birth_date_digits, compare_prepared_names, concat, family_name_key, house_number,
-    nickname_groups, normalize_name, postal_key,
+    BirthDateLevel, NameSpellings, PersonName, canonical_mailbox, compare_birth_date_digits,
+    concat, family_name_key, given_names_disagree, house_number, nickname_groups, normalize_name,
+    postal_key,
 };
 use crate::score::{
     Band, Comparison, Features, MatchParameters, TermFrequency, WeightTable, compare_features,
@@ -1414,7 +1414,10 @@ impl Resolver {
                 }
             }
         }
-        links.sort_by(|(wa, ka, ..), (wb, kb, ..)| wb.total_cmp(wa).then_with(|| ka.cmp(kb)));
+        // Unstable is enough: no two links have the same pair of keys.
+        links.sort_unstable_by(|(wa, ka, ..), (wb, kb, ..)| {
+            wb.total_cmp(wa).then_with(|| ka.cmp(kb))
+        });
         for (weight, _, x, y) in links {
             let (a, b) = (x.min(y), x.max(y));
             let status = if uf.find(a) == uf.find(b) {
@@ -1888,11 +1891,10 @@ impl<'a> UnionFind<'a> {
             return Some(Guard::BirthDate);
         }
         // Compared as whole names, so "Smith John" (swapped) does not conflict with "John".
-        let names_conflict = small.names.iter().any(|x| {
-            big.names
-                .iter()
-                .any(|y| compare_prepared_names(x, y).given == GivenNameLevel::Disagree)
-        });
+        let names_conflict = small
+            .names
+            .iter()
+            .any(|x| big.names.iter().any(|y| given_names_disagree(x, y)));
         if names_conflict {
             return Some(Guard::GivenName);
         }

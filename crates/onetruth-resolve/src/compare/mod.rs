@@ -52,7 +52,7 @@ pub use email::{
 pub use name::{
     FamilyNameLevel, GivenNameLevel, NAME_CLOSE_JW, NAME_SIMILAR_JW, NameLevels, NameSpellings,
     PersonName, compare_family_name, compare_given_name, compare_names, compare_prepared_names,
-    family_name_key, names_swapped, normalize_name, split_full_name,
+    family_name_key, given_names_disagree, names_swapped, normalize_name, split_full_name,
 };
 pub use nicknames::{are_nicknames, nickname_groups};
 pub use phone::{PhoneLevel, compare_phone, compare_phone_digits, compare_phones, phone_digits};

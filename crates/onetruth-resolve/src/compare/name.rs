@@ -425,8 +425,12 @@ impl NameSpellings {
 
 fn swapped(a: &NameSpellings, b: &NameSpellings, straight: NameLevels) -> bool {
     let straight_ok = strong(straight.given) && straight.family == FamilyNameLevel::Exact;
-    !straight_ok
-        && !a.given.is_empty()
+    !straight_ok && crossed(a, b)
+}
+
+/// Each name's given name is the other's family name (the swap test without the straight one).
+fn crossed(a: &NameSpellings, b: &NameSpellings) -> bool {
+    !a.given.is_empty()
         && !a.family.is_empty()
         && !b.given.is_empty()
         && !b.family.is_empty()
@@ -467,6 +471,14 @@ pub fn compare_prepared_names(sa: &NameSpellings, sb: &NameSpellings) -> NameLev
     } else {
         straight
     }
+}
+
+/// Whether the given names of two prepared names clearly disagree:
+/// `compare_prepared_names(sa, sb).given == GivenNameLevel::Disagree`, without comparing the
+/// family names (a disagreeing given name is never the straight way round, so only the
+/// crossed test can turn it into a swap). The clustering guards ask this of many name pairs.
+pub fn given_names_disagree(sa: &NameSpellings, sb: &NameSpellings) -> bool {
+    given_level(&sa.given, &sb.given) == GivenNameLevel::Disagree && !crossed(sa, sb)
 }
 
 /// A phonetic blocking key for a family name: American Soundex (a letter and three digits,
@@ -545,6 +557,56 @@ mod tests {
         }
         assert_eq!(family_name_key(""), "");
         assert_eq!(family_name_key("--"), "");
+    }
+
+    #[test]
+    fn given_names_disagree_as_the_full_comparison_says() {
+        let names = [
+            ("John", "Smith"),
+            ("Jon", "Smith"),
+            ("Smith", "John"),
+            ("Bill", "Smith"),
+            ("Smith", "William"),
+            ("William", "Smith"),
+            ("J", "Smith"),
+            ("Mary Ann", "Lee"),
+            ("Ann", "Lee"),
+            ("Lee", "Ann"),
+            ("Maria", "Müller"),
+            ("Mueller", "Maria"),
+            ("", "Smith"),
+            ("Peter", ""),
+            ("Petra", "Smith"),
+            ("Jose", "Garcia"),
+            ("Garcia", "José"),
+        ];
+        let prepared: Vec<NameSpellings> = names
+            .iter()
+            .map(|(g, f)| {
+                NameSpellings::new(&PersonName {
+                    given: (!g.is_empty()).then(|| g.to_string()),
+                    family: (!f.is_empty()).then(|| f.to_string()),
+                })
+            })
+            .collect();
+        let mut disagreeing = 0;
+        for (i, a) in prepared.iter().enumerate() {
+            for (j, b) in prepared.iter().enumerate() {
+                let want = compare_prepared_names(a, b).given == GivenNameLevel::Disagree;
+                assert_eq!(
+                    given_names_disagree(a, b),
+                    want,
+                    "{:?} / {:?}",
+                    names[i],
+                    names[j]
+                );
+                disagreeing += usize::from(want);
+            }
+        }
+        assert!(
+            disagreeing > 50,
+            "the fixture has disagreeing pairs: {disagreeing}"
+        );
     }
 
     #[test]
