@@ -1220,7 +1220,6 @@ impl Resolver {
                     let weight = self.weights.total(
                         features,
                         &other.features,
-                        &self.params,
                         self.tf.as_ref(),
                         self.config.identifier_weight,
                     );
@@ -2214,18 +2213,28 @@ mod tests {
             .enumerate()
             .map(|(i, spec)| view(&format!("r{i}"), spec))
             .collect();
-        for a in &views {
-            for b in &views {
-                let (fa, fb) = (Features::of(a), Features::of(b));
-                let explained = score_features(&fa, &fb, &r.params, &NoTermFrequency, 20.0);
-                let fast = r.weights.total(&fa, &fb, &r.params, &NoTermFrequency, 20.0);
-                assert_eq!(
-                    fast.to_bits(),
-                    explained.total_weight.to_bits(),
-                    "{a:?} {b:?}"
-                );
+        // With and without family-name frequencies (a common and a rare name, one unknown).
+        let frequencies: BTreeMap<String, f64> =
+            [("smith".to_string(), 0.02), ("ek".to_string(), 1e-6)].into();
+        let tables: [&dyn TermFrequency; 2] = [&NoTermFrequency, &frequencies];
+        let mut adjusted = 0;
+        for tf in tables {
+            for a in &views {
+                for b in &views {
+                    let (fa, fb) = (Features::of(a), Features::of(b));
+                    let explained = score_features(&fa, &fb, &r.params, tf, 20.0);
+                    let fast = r.weights.total(&fa, &fb, tf, 20.0);
+                    assert_eq!(
+                        fast.to_bits(),
+                        explained.total_weight.to_bits(),
+                        "{a:?} {b:?}"
+                    );
+                    let plain = score_features(&fa, &fb, &r.params, &NoTermFrequency, 20.0);
+                    adjusted += usize::from(plain.total_weight != explained.total_weight);
+                }
             }
         }
+        assert!(adjusted > 0, "the frequencies changed some weights");
     }
 
     mod order {

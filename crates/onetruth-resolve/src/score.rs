@@ -602,18 +602,28 @@ pub fn compare_records(a: &RecordView, b: &RecordView) -> Comparison {
 
 /// [`compare_records`] on prepared records.
 pub fn compare_features(a: &Features, b: &Features) -> Comparison {
-    let names = compare_prepared_names(&a.name, &b.name);
-    let mut family_name_terms = Vec::new();
-    if names.family == FamilyNameLevel::Exact {
-        family_name_terms = [a.name.family(), b.name.family()]
-            .into_iter()
-            .flatten()
-            .filter(|f| !f.is_empty())
-            .map(str::to_string)
-            .collect();
-        family_name_terms.sort();
-        family_name_terms.dedup();
+    let mut cmp = compare_levels(a, b);
+    if cmp.family_name == FamilyNameLevel::Exact {
+        cmp.family_name_terms = family_terms(a, b).map(str::to_string).collect();
+        cmp.family_name_terms.sort();
+        cmp.family_name_terms.dedup();
     }
+    cmp
+}
+
+/// The family names whose frequency adjusts an exact family-name agreement (possibly twice
+/// the same).
+fn family_terms<'f>(a: &'f Features, b: &'f Features) -> impl Iterator<Item = &'f str> {
+    [a.name.family(), b.name.family()]
+        .into_iter()
+        .flatten()
+        .filter(|f| !f.is_empty())
+}
+
+/// [`compare_features`] without the family-name terms (no allocation: scoring runs this for
+/// every candidate pair).
+fn compare_levels(a: &Features, b: &Features) -> Comparison {
+    let names = compare_prepared_names(&a.name, &b.name);
     Comparison {
         given_name: names.given,
         family_name: names.family,
@@ -640,7 +650,7 @@ pub fn compare_features(a: &Features, b: &Features) -> Comparison {
             (Some(x), Some(y)) => compare_normalized_company(x, y),
             _ => CompanyLevel::Missing,
         },
-        family_name_terms,
+        family_name_terms: Vec::new(),
     }
 }
 
@@ -737,6 +747,10 @@ pub struct WeightTable {
     prior: f64,
     /// Per field in [`FIELDS`] order, the weight of each level in `Level::all()` order.
     fields: [Vec<f64>; 7],
+    /// m of an exact family-name agreement and the u floor, for the term-frequency
+    /// adjustment (looked up once, not per pair).
+    family_exact_m: Option<f64>,
+    tf_u_floor: f64,
 }
 
 fn level_index<L: Level>(l: L) -> usize {
@@ -756,6 +770,8 @@ impl WeightTable {
                 .collect()
         }
         WeightTable {
+            family_exact_m: params.level(FamilyNameLevel::FIELD, "exact").map(|p| p.m),
+            tf_u_floor: params.term_frequency_u_floor,
             prior: params.prior_weight(),
             fields: [
                 row::<GivenNameLevel>(params),
@@ -769,23 +785,19 @@ impl WeightTable {
         }
     }
 
-    /// The total weight of two prepared records, as [`score_features`] computes it.
+    /// The total weight of two prepared records, as [`score_features`] computes it with the
+    /// parameters the table was built from.
     pub fn total(
         &self,
         a: &Features,
         b: &Features,
-        params: &MatchParameters,
         tf: &dyn TermFrequency,
         identifier_weight: f64,
     ) -> f64 {
-        let cmp = compare_features(a, b);
+        let cmp = compare_levels(a, b);
         let family = match cmp.family_name {
-            FamilyNameLevel::Exact => family_tf_u(&cmp, params, tf)
-                .and_then(|u| {
-                    params
-                        .level(FamilyNameLevel::FIELD, "exact")
-                        .map(|p| (p.m / u).log2())
-                })
+            FamilyNameLevel::Exact => tf_u(family_terms(a, b), self.tf_u_floor, tf)
+                .and_then(|u| self.family_exact_m.map(|m| (m / u).log2()))
                 .unwrap_or(self.fields[1][level_index(cmp.family_name)]),
             l => self.fields[1][level_index(l)],
         };
@@ -860,13 +872,25 @@ pub fn score_features(
 /// frequency among the agreeing spellings (the conservative choice, and symmetric), clamped to
 /// `[term_frequency_u_floor, 1]`. `None` when no spelling is in the table.
 fn family_tf_u(cmp: &Comparison, params: &MatchParameters, tf: &dyn TermFrequency) -> Option<f64> {
-    let freq = cmp
-        .family_name_terms
-        .iter()
+    tf_u(
+        cmp.family_name_terms.iter().map(String::as_str),
+        params.term_frequency_u_floor,
+        tf,
+    )
+}
+
+/// The u-probability of agreeing on the rarest-adjusted family name among `terms`: the
+/// largest known frequency, floored; `None` when no term has one.
+fn tf_u<'t>(
+    terms: impl Iterator<Item = &'t str>,
+    floor: f64,
+    tf: &dyn TermFrequency,
+) -> Option<f64> {
+    let freq = terms
         .filter_map(|t| tf.family_name_frequency(t))
         .filter(|f| f.is_finite())
         .fold(None, |acc: Option<f64>, f| {
             Some(acc.map_or(f, |a| a.max(f)))
         })?;
-    Some(freq.max(params.term_frequency_u_floor).min(1.0))
+    Some(freq.max(floor).min(1.0))
 }
