@@ -649,9 +649,11 @@ pub(crate) fn load_resolver(
             }
             Ok(())
         };
+        // A table scan in id order: through the customer index SQLite would fetch every row
+        // at random (a third of the load time at 80k records).
         let mut stmt = tx.prepare(
             "SELECT id, source, source_id, version, customer_id, record FROM source_records
-             WHERE customer_id IS NOT NULL",
+             NOT INDEXED WHERE customer_id IS NOT NULL",
         )?;
         let mut rows = stmt.query([])?;
         let mut chunk: Vec<Row> = Vec::with_capacity(CHUNK);
