@@ -1246,7 +1246,9 @@ impl Resolver {
 
         // The records to re-cluster: touched records, every record of their customers and of
         // customers that lost a record, closed over link edges and force-merges.
-        let mut component: BTreeSet<RecordId> = BTreeSet::new();
+        // Visited set while walking, then sorted: a B-tree of a group's whole component costs
+        // more than a hash set and one sort.
+        let mut visited: HashSet<RecordId> = HashSet::default();
         let mut queue: Vec<RecordId> = std::mem::take(&mut self.touched)
             .into_iter()
             .filter(|r| self.entries.contains_key(r))
@@ -1259,7 +1261,7 @@ impl Resolver {
         }
         let mut seen_customers: HashSet<i64> = seeds.iter().copied().collect();
         while let Some(r) = queue.pop() {
-            if !component.insert(r) {
+            if !visited.insert(r) {
                 continue;
             }
             let Some(entry) = self.entries.get(&r) else {
@@ -1283,6 +1285,8 @@ impl Resolver {
             }
         }
         let removed = std::mem::take(&mut self.removed);
+        let mut component: Vec<RecordId> = visited.into_iter().collect();
+        component.sort_unstable();
         if component.is_empty() && seeds.is_empty() {
             return out;
         }
@@ -1357,7 +1361,8 @@ impl Resolver {
     /// Greedy, guarded clustering of a closed set of records. Returns the parts (each sorted
     /// by record key, parts sorted by size descending then first key) and the evidence of every
     /// pair touching the set.
-    fn cluster(&self, records: &BTreeSet<RecordId>) -> (Vec<Vec<RecordId>>, Vec<PairEvidence>) {
+    /// `records` is sorted and deduplicated.
+    fn cluster(&self, records: &[RecordId]) -> (Vec<Vec<RecordId>>, Vec<PairEvidence>) {
         let key = |r: RecordId| -> &str { &self.entries[&r].key };
         let inside: HashSet<RecordId> = records.iter().copied().collect();
         let mut evidence = Vec::new();
@@ -1403,7 +1408,8 @@ impl Resolver {
         for &r in &linked {
             if let Some(f) = self.overrides.force.get(&r) {
                 for &o in f.iter().filter(|o| **o > r && inside.contains(o)) {
-                    uf.union(r, o);
+                    let (ra, ro) = (uf.find(r), uf.find(o));
+                    uf.union(ra, ro);
                     evidence.push(PairEvidence {
                         a: r,
                         b: o,
@@ -1419,14 +1425,15 @@ impl Resolver {
         });
         for (weight, _, x, y) in links {
             let (a, b) = (x.min(y), x.max(y));
-            let status = if uf.find(a) == uf.find(b) {
+            let (ra, rb) = (uf.find(a), uf.find(b));
+            let status = if ra == rb {
                 LinkStatus::Implied
             } else if self.overrides.detached.contains(&a) || self.overrides.detached.contains(&b) {
                 LinkStatus::Refused(Guard::Detached)
-            } else if let Some(g) = uf.guard(a, b, &self.overrides, &self.config) {
+            } else if let Some(g) = uf.guard(ra, rb, &self.overrides, &self.config) {
                 LinkStatus::Refused(g)
             } else {
-                uf.union(a, b);
+                uf.union(ra, rb);
                 LinkStatus::Accepted
             };
             evidence.push(PairEvidence {
@@ -1436,7 +1443,7 @@ impl Resolver {
                 status,
             });
         }
-        let mut grouped: HashMap<RecordId, Vec<(&str, RecordId)>> = HashMap::default();
+        let mut grouped: HashMap<u32, Vec<(&str, RecordId)>> = HashMap::default();
         for &r in &linked {
             grouped.entry(uf.find(r)).or_default().push((key(r), r));
         }
@@ -1791,9 +1798,13 @@ fn union_len<T: PartialEq>(a: &[T], b: &[T]) -> usize {
     a.len() + b.iter().filter(|x| !a.contains(x)).count()
 }
 
+/// Union-find over the linked records of one component, by dense local index (a group's
+/// component holds tens of thousands of records; hash lookups per step were most of its cost).
 struct UnionFind<'a> {
-    parent: HashMap<RecordId, RecordId>,
-    facts: HashMap<RecordId, ClusterFacts<'a>>,
+    index: HashMap<RecordId, u32>,
+    parent: Vec<u32>,
+    /// The facts of each root's cluster (left empty for non-roots).
+    facts: Vec<ClusterFacts<'a>>,
 }
 
 impl<'a> UnionFind<'a> {
@@ -1802,59 +1813,61 @@ impl<'a> UnionFind<'a> {
         facts: impl Fn(RecordId) -> ClusterFacts<'a>,
     ) -> UnionFind<'a> {
         let mut uf = UnionFind {
-            parent: HashMap::default(),
-            facts: HashMap::default(),
+            index: HashMap::default(),
+            parent: Vec::new(),
+            facts: Vec::new(),
         };
         for id in ids {
-            uf.parent.insert(id, id);
-            uf.facts.insert(id, facts(id));
+            let i = uf.parent.len() as u32;
+            uf.index.insert(id, i);
+            uf.parent.push(i);
+            uf.facts.push(facts(id));
         }
         uf
     }
 
-    fn find(&mut self, x: RecordId) -> RecordId {
-        let mut root = x;
-        while self.parent[&root] != root {
-            root = self.parent[&root];
+    /// The root of `x`'s cluster (`x` must be one of the ids it was built with).
+    fn find(&mut self, x: RecordId) -> u32 {
+        let start = self.index[&x];
+        let mut root = start;
+        while self.parent[root as usize] != root {
+            root = self.parent[root as usize];
         }
-        let mut cur = x;
+        let mut cur = start;
         while cur != root {
-            let next = self.parent[&cur];
-            self.parent.insert(cur, root);
+            let next = self.parent[cur as usize];
+            self.parent[cur as usize] = root;
             cur = next;
         }
         root
     }
 
-    fn union(&mut self, a: RecordId, b: RecordId) {
-        let (ra, rb) = (self.find(a), self.find(b));
+    /// Join the clusters of two roots.
+    fn union(&mut self, ra: u32, rb: u32) {
         if ra == rb {
             return;
         }
         // The bigger cluster absorbs the smaller; the root itself does not matter for results.
-        let (big, small) = if self.facts[&ra].records.len() >= self.facts[&rb].records.len() {
-            (ra, rb)
-        } else {
-            (rb, ra)
-        };
-        let moved = self.facts.remove(&small).unwrap_or_default();
-        self.facts
-            .get_mut(&big)
-            .expect("roots have facts")
-            .absorb(moved);
-        self.parent.insert(small, big);
+        let (big, small) =
+            if self.facts[ra as usize].records.len() >= self.facts[rb as usize].records.len() {
+                (ra, rb)
+            } else {
+                (rb, ra)
+            };
+        let moved = std::mem::take(&mut self.facts[small as usize]);
+        self.facts[big as usize].absorb(moved);
+        self.parent[small as usize] = big;
     }
 
-    /// The first guard that refuses joining the clusters of `a` and `b`.
+    /// The first guard that refuses joining the clusters of roots `ra` and `rb`.
     fn guard(
-        &mut self,
-        a: RecordId,
-        b: RecordId,
+        &self,
+        ra: u32,
+        rb: u32,
         overrides: &Overrides,
         config: &ResolverConfig,
     ) -> Option<Guard> {
-        let (ra, rb) = (self.find(a), self.find(b));
-        let (fa, fb) = (&self.facts[&ra], &self.facts[&rb]);
+        let (fa, fb) = (&self.facts[ra as usize], &self.facts[rb as usize]);
         let (small, big) = if fa.records.len() <= fb.records.len() {
             (fa, fb)
         } else {
