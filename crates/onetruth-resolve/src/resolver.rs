@@ -1482,20 +1482,30 @@ impl Resolver {
         next_customer: &mut i64,
         out: &mut Resolution,
     ) {
-        // Old customer -> (part index -> records of it in that part).
-        let mut old: BTreeMap<i64, BTreeMap<usize, usize>> = BTreeMap::new();
+        // Old customer -> (part index, records of it in that part), parts in order. Small
+        // vectors, not maps: nearly every customer lies in one part and every part holds one
+        // customer, and a group assigns tens of thousands of parts.
+        let mut old: BTreeMap<i64, Vec<(usize, usize)>> = BTreeMap::new();
         for c in seeds {
             old.entry(*c).or_default();
         }
         // Part -> the old customers of its records, oldest first.
-        let mut part_customers: Vec<BTreeSet<i64>> = vec![BTreeSet::new(); parts.len()];
+        let mut part_customers: Vec<Vec<i64>> = vec![Vec::new(); parts.len()];
         for (i, part) in parts.iter().enumerate() {
             for r in part {
                 if let Some(c) = self.entries[r].customer {
-                    *old.entry(c).or_default().entry(i).or_default() += 1;
-                    part_customers[i].insert(c);
+                    let counts = old.entry(c).or_default();
+                    match counts.last_mut() {
+                        Some((last, n)) if *last == i => *n += 1,
+                        _ => counts.push((i, 1)),
+                    }
+                    part_customers[i].push(c);
                 }
             }
+        }
+        for customers in &mut part_customers {
+            customers.sort_unstable();
+            customers.dedup();
         }
         let mut part_id: Vec<Option<i64>> = vec![None; parts.len()];
         let mut taken: BTreeSet<i64> = BTreeSet::new();
@@ -1572,8 +1582,8 @@ impl Resolver {
         let kept: HashSet<i64> = part_id.iter().flatten().copied().collect();
         for (c, counts) in &old {
             let holders: Vec<i64> = counts
-                .keys()
-                .map(|i| part_id[*i].expect("assigned"))
+                .iter()
+                .map(|(i, _)| part_id[*i].expect("assigned"))
                 .collect();
             if kept.contains(c) {
                 // Kept: which other parts took some of its records?
