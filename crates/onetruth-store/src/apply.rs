@@ -6,7 +6,9 @@ use std::hash::BuildHasherDefault;
 
 use onetruth_model::{Attributes, Event, Identifier, Op, SourceRecord};
 use onetruth_resolve::resolver::ResolverInput;
-use onetruth_resolve::resolver::{CustomerChange, CustomerStatus, KeyFlip, LinkStatus, RecordId};
+use onetruth_resolve::resolver::{
+    CustomerChange, CustomerStatus, KeyFlip, LinkStatus, PairEvidence, RecordId,
+};
 use onetruth_resolve::score::MatchParameters;
 use onetruth_resolve::{IdentifierPolicy, RecordView, Resolver, ResolverConfig};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
@@ -1020,10 +1022,16 @@ fn write_resolution(
     {
         let mut upd =
             tx.prepare_cached("UPDATE source_records SET customer_id = ?2 WHERE id = ?1")?;
-        for (id, customer) in &res.assignments {
-            if !written.contains(id) {
-                upd.execute(params![id, customer])?;
-            }
+        // In id order, like the evidence and identifier rows: each statement then lands next
+        // to the previous one in the B-tree instead of on a random page.
+        let mut moved: Vec<&(RecordId, i64)> = res
+            .assignments
+            .iter()
+            .filter(|(id, _)| !written.contains(id))
+            .collect();
+        moved.sort_unstable();
+        for (id, customer) in moved {
+            upd.execute(params![id, customer])?;
         }
     }
     {
@@ -1043,7 +1051,10 @@ fn write_resolution(
                  ON CONFLICT (record_a, record_b) DO UPDATE
                  SET kind = ?3, rule = ?4, weight = ?5, accepted = ?6, created_at = ?7",
         )?;
-        for e in &res.evidence {
+        let mut evidence: Vec<&PairEvidence> = res.evidence.iter().collect();
+        // Stable: were a pair listed twice, the later decision must still win.
+        evidence.sort_by_key(|e| (e.a, e.b));
+        for e in evidence {
             let kind = if e.status == LinkStatus::Forced {
                 "curator"
             } else {
