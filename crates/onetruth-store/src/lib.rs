@@ -149,6 +149,9 @@ impl Store {
         };
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(open_err)?;
+        // The write path alone prepares some thirty statements (each multi-row insert in two
+        // sizes); the default cache of 16 would re-prepare them every transaction.
+        conn.set_prepared_statement_cache_capacity(64);
         let cache_kib = -(i64::from(options.cache_mib) * 1024);
         conn.execute_batch(&format!(
             "PRAGMA foreign_keys = ON; PRAGMA cache_size = {cache_kib}; PRAGMA temp_store = MEMORY;"
