@@ -959,7 +959,8 @@ fn write_resolution(
     let mut seqs: HashMap<i64, i64> = HashMap::with_capacity(res.changes.len());
     {
         let mut created: Vec<(i64, i64)> = Vec::new();
-        let mut log: Vec<(i64, i64, &str, String)> = Vec::with_capacity(res.changes.len());
+        let mut log: Vec<(i64, i64, &str, std::borrow::Cow<str>)> =
+            Vec::with_capacity(res.changes.len());
         for (seq, ch) in (plan.first_seq..).zip(&res.changes) {
             let (change, details) = changelog_entry(ch);
             log.push((seq, ch.customer, change, details));
@@ -1192,7 +1193,7 @@ fn write_resolution(
     Ok(())
 }
 /// The change name and details JSON of a customer's changelog row.
-fn changelog_entry(ch: &CustomerChange) -> (&'static str, String) {
+fn changelog_entry(ch: &CustomerChange) -> (&'static str, std::borrow::Cow<'static, str>) {
     let change = match &ch.status {
         CustomerStatus::MergedInto { .. } => "merged_into",
         CustomerStatus::SplitInto { .. } => "split_into",
@@ -1202,6 +1203,13 @@ fn changelog_entry(ch: &CustomerChange) -> (&'static str, String) {
         CustomerStatus::Active if !ch.split_off.is_empty() => "split",
         CustomerStatus::Active => "updated",
     };
+    let plain = matches!(ch.status, CustomerStatus::Active)
+        && ch.absorbed.is_empty()
+        && ch.split_off.is_empty();
+    if plain {
+        // Most changes (created, updated) have no details: no map to build.
+        return (change, "{}".into());
+    }
     let mut details = serde_json::Map::new();
     match &ch.status {
         CustomerStatus::MergedInto { into } => {
@@ -1218,7 +1226,10 @@ fn changelog_entry(ch: &CustomerChange) -> (&'static str, String) {
     if ch.status == CustomerStatus::Active && !ch.split_off.is_empty() {
         details.insert("split_off".into(), ch.split_off.clone().into());
     }
-    (change, serde_json::Value::Object(details).to_string())
+    (
+        change,
+        serde_json::Value::Object(details).to_string().into(),
+    )
 }
 
 /// Rows per multi-row insert. A group inserts millions of small rows, and per-statement
