@@ -13,6 +13,14 @@ use std::time::Instant;
 use onetruth_model::{Attributes, IdentifierKind, Normalizer, Op, SourceRecord};
 use onetruth_store::{Batch, Store, StoreOptions};
 
+/// splitmix64's finalizer: a fixed scramble of `x`.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let db = args.next().expect("usage: resolve_latency DB [COUNT]");
@@ -43,12 +51,14 @@ fn main() {
             i
         };
         // Emails and phones are unique per run (and per person), so runs on one store do not
-        // link to each other's records.
+        // link to each other's records, and scattered like real ones: consecutive values
+        // would all land on the same index pages and flatter the index.
         let email = format!(
-            "latency.{run}.{person}.{}@example.net",
+            "{:016x}.{}@example.net",
+            mix(run ^ (person as u64) << 20),
             family[person % family.len()].to_lowercase()
         );
-        let number = (run as usize).wrapping_mul(1_000_003).wrapping_add(i) % 7_000_000;
+        let number = (mix(run ^ (i as u64) << 20) % 7_000_000) as usize;
         let phone = format!("+1 628 {:03} {:04}", 200 + number / 10_000, number % 10_000);
         SourceRecord {
             source: "latency".into(),
@@ -92,7 +102,7 @@ fn main() {
     times.sort();
     let pct = |p: f64| times[((times.len() as f64 * p) as usize).min(times.len() - 1)];
     println!(
-        "state load (first write) {:.2?}; {} single-record applies: p50 {:.0?} p90 {:.0?} p99 {:.0?} max {:.0?}",
+        "state load (first write) {:.2?}; {} single-record applies: p50 {:.2?} p90 {:.2?} p99 {:.2?} max {:.0?}",
         load,
         times.len(),
         pct(0.50),
