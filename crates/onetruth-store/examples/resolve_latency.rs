@@ -27,6 +27,8 @@ fn main() {
     let count: usize = args
         .next()
         .map_or(2000, |n| n.parse().expect("COUNT is a number"));
+    // As the binary does, before SQLite starts.
+    onetruth_store::install_page_cache();
     let mut options = StoreOptions::default();
     if let Some(mib) = args.next() {
         options.cache_mib = mib.parse().expect("CACHE_MIB is a number");
@@ -109,6 +111,10 @@ fn main() {
         pct(0.90),
         pct(0.99),
         times[times.len() - 1]
+    );
+    eprintln!(
+        "page-cache truncations skipped: {}",
+        onetruth_store::skipped_truncations()
     );
     store.forget_writer_state();
 }

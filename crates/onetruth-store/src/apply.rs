@@ -820,7 +820,10 @@ impl Store {
 
 /// `PRAGMA data_version`: it moves when another connection commits.
 pub(crate) fn data_version(conn: &rusqlite::Connection) -> Result<i64, StoreError> {
-    Ok(conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    // Cached: a single-record apply asks twice, and preparing costs more than the answer.
+    Ok(conn
+        .prepare_cached("PRAGMA data_version")?
+        .query_row([], |r| r.get(0))?)
 }
 
 /// Where a group's time goes (stage: version checks and block index; resolve: scoring and
@@ -833,10 +836,10 @@ pub(crate) fn log_group(
 ) {
     tracing::debug!(
         records = plan.len(),
-        stage_ms = plan.staged.as_millis() as u64,
-        resolve_ms = plan.resolved.as_millis() as u64,
-        write_ms = written.as_millis() as u64,
-        commit_ms = committed.as_millis() as u64,
+        stage_us = plan.staged.as_micros() as u64,
+        resolve_us = plan.resolved.as_micros() as u64,
+        write_us = written.as_micros() as u64,
+        commit_us = committed.as_micros() as u64,
         pairs = summary.pairs_scored,
         "group applied"
     );

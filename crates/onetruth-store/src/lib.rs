@@ -8,6 +8,7 @@
 
 mod apply;
 mod explain;
+mod pcache;
 mod pipeline;
 mod query;
 mod schema;
@@ -22,6 +23,7 @@ use rusqlite::{Connection, OpenFlags};
 pub use apply::{ApplySummary, Batch, CuratorDecision, PreparedBatch, QuarantineEntry};
 pub use explain::*;
 pub use onetruth_model::SourceRecord;
+pub use pcache::{install_page_cache, skipped_truncations};
 pub use query::*;
 pub use schema::{SCHEMA_VERSION, identifier_key};
 pub use train::{ParametersInfo, TrainingOutcome, TrainingSettings};

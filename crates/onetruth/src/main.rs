@@ -225,11 +225,15 @@ fn tune_allocator() {
 
 fn main() -> ExitCode {
     tune_allocator();
+    // Before any thread touches SQLite (see the store's `pcache` module). Without it the
+    // default page cache stays: correct, slower commits.
+    let page_cache = onetruth_store::install_page_cache();
     let cli = Cli::parse();
     init_tracing(matches!(
         cli.command,
         Command::Serve { .. } | Command::Demo { .. }
     ));
+    tracing::debug!(page_cache, "sqlite page cache wrapper");
     match run(cli) {
         Ok(code) => code,
         // `onetruth export ... | head` is not an error.
