@@ -74,8 +74,8 @@ use serde::{Deserialize, Serialize};
 use crate::RecordView;
 use crate::compare::{
     BirthDateLevel, NameSpellings, PersonName, canonical_mailbox, compare_birth_date_digits,
-    concat, family_name_key, given_names_disagree, house_number, nickname_groups, normalize_name,
-    postal_key,
+    concat, family_name_key_of_normalized, given_names_disagree, house_number, nickname_groups,
+    normalize_name, postal_key,
 };
 use crate::score::{
     Band, Comparison, Features, MatchParameters, TermFrequency, WeightTable, compare_features,
@@ -674,7 +674,7 @@ impl KeyLabels {
         let family = name.family.as_deref().map(normalize_name);
         let given = name.given.as_deref().map(normalize_name);
         if let Some(family) = family.as_deref().filter(|f| !f.is_empty()) {
-            let soundex = family_name_key(family);
+            let soundex = family_name_key_of_normalized(family);
             if let Some(year) = attributes
                 .birth_date
                 .as_deref()

@@ -114,6 +114,10 @@ pub fn normalize_street(line: &str) -> String {
         }
         out.push(word);
     }
+    // Both spellings of a post office box end in the word "box"; most lines have none.
+    if !out.iter().any(|w| w == "box") {
+        return out.join(" ");
+    }
     // Padded so that only whole words are replaced.
     let mut line = format!(" {} ", out.join(" "));
     for (long, short) in [(" post office box ", " po box "), (" p o box ", " po box ")] {
@@ -217,12 +221,12 @@ pub struct PreparedAddress {
 
 impl PreparedAddress {
     pub fn new(a: &Address) -> PreparedAddress {
-        let line = [a.line1.as_deref(), a.line2.as_deref()]
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>()
-            .join(" ");
-        let street = Some(normalize_street(&line)).filter(|s| !s.is_empty());
+        let street = match (a.line1.as_deref(), a.line2.as_deref()) {
+            (None, None) => None,
+            (Some(l), None) | (None, Some(l)) => Some(normalize_street(l)),
+            (Some(l1), Some(l2)) => Some(normalize_street(&super::concat(&[l1, " ", l2]))),
+        }
+        .filter(|s| !s.is_empty());
         PreparedAddress {
             house: street.as_deref().and_then(house_number_of).map(Into::into),
             street: street.map(Into::into),

@@ -38,9 +38,9 @@ const DOTLESS_DOMAINS: &[&str] = &["gmail.com"];
 /// parts. "J.O.H.N+shop@googlemail.com" → "john@gmail.com". Input without `@` comes back trimmed
 /// and lowercased.
 pub fn canonical_mailbox(email: &str) -> String {
-    let email = email.trim().to_lowercase();
+    let email = lowercase(email.trim());
     let Some((local, domain)) = email.rsplit_once('@') else {
-        return email;
+        return email.into_owned();
     };
     let domain = DOMAIN_ALIASES
         .iter()
@@ -51,12 +51,25 @@ pub fn canonical_mailbox(email: &str) -> String {
         Some((base, _)) if !base.is_empty() => base,
         _ => local,
     };
-    let local = if DOTLESS_DOMAINS.contains(&domain) {
-        local.replace('.', "")
+    if DOTLESS_DOMAINS.contains(&domain) {
+        let mut out = String::with_capacity(local.len() + 1 + domain.len());
+        out.extend(local.chars().filter(|c| *c != '.'));
+        out.push('@');
+        out.push_str(domain);
+        out
     } else {
-        local.to_string()
-    };
-    super::concat(&[&local, "@", domain])
+        super::concat(&[local, "@", domain])
+    }
+}
+
+/// `s` lowercased, without a copy when it has no uppercase letters (normalized emails never
+/// do, and this runs for every email of every record).
+fn lowercase(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase() || !b.is_ascii()) {
+        std::borrow::Cow::Owned(s.to_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
 }
 
 /// An email prepared once for many comparisons ([`compare_prepared_email`]).
@@ -73,7 +86,7 @@ pub struct PreparedEmail {
 impl PreparedEmail {
     /// `None` for a blank value.
     pub fn new(email: &str) -> Option<PreparedEmail> {
-        let address = email.trim().to_lowercase();
+        let address = lowercase(email.trim()).into_owned();
         if address.is_empty() {
             return None;
         }

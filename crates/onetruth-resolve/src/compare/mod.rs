@@ -49,6 +49,7 @@ pub use email::{
     EmailLevel, PreparedEmail, canonical_mailbox, compare_email, compare_emails,
     compare_prepared_email,
 };
+pub(crate) use name::family_name_key_of_normalized;
 pub use name::{
     FamilyNameLevel, GivenNameLevel, NAME_CLOSE_JW, NAME_SIMILAR_JW, NameLevels, NameSpellings,
     PersonName, compare_family_name, compare_given_name, compare_names, compare_prepared_names,
@@ -166,7 +167,13 @@ pub(crate) enum Period {
 /// every other character that is neither alphanumeric nor in `keep` into a space, and collapse
 /// whitespace. Apostrophes vanish so that "O'Brien" and "OBrien" agree.
 pub(crate) fn fold_text(s: &str, keep: &[char], period: Period) -> String {
-    let ascii = deunicode::deunicode(s);
+    // Most input is ASCII already, which transliterates to itself: no copy for it. (Below
+    // 0x7F, as deunicode's own pass-through: it transliterates DEL.)
+    let ascii: std::borrow::Cow<str> = if s.bytes().all(|b| b < 0x7F) {
+        std::borrow::Cow::Borrowed(s)
+    } else {
+        std::borrow::Cow::Owned(deunicode::deunicode(s))
+    };
     let mut out = String::with_capacity(ascii.len());
     let mut pending_space = false;
     for c in ascii.chars() {
