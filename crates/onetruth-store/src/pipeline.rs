@@ -52,14 +52,9 @@ impl Store {
         // The plans are written by the same code as `apply_group`, which runs with the checks
         // on (and is what the tests check them with); they come back on at the end.
         self.conn.execute_batch("PRAGMA foreign_keys = OFF")?;
-        // A stream commits group after group, and each commit rewrites the pages of the
-        // random-order indexes (identifiers above all); a longer WAL between checkpoints
-        // copies each such page into the database once per checkpoint instead of once per
-        // commit or two (a fifth fewer bytes written at 1M records). Not longer still: every
-        // page read searches the WAL index.
-        self.conn.execute_batch(&format!(
-            "PRAGMA wal_autocheckpoint = {STREAM_CHECKPOINT_PAGES}"
-        ))?;
+        // The writer checkpoints itself, after answering the planner (see `write_plans`):
+        // the hook replaces the automatic checkpoint, which would run inside the commit.
+        self.conn.wal_hook(Some(note_wal_pages));
         let conn = &mut self.conn;
         let (result, state) = std::thread::scope(|scope| {
             let (to_writer, plans) = mpsc::sync_channel::<Box<WritePlan>>(1);
@@ -100,8 +95,24 @@ impl Store {
     }
 }
 
-/// WAL pages between automatic checkpoints while a stream writes (320 MiB).
-const STREAM_CHECKPOINT_PAGES: u32 = 40_000;
+/// WAL pages after which the stream's writer checkpoints (320 MiB). A stream commits group
+/// after group, and each commit rewrites the pages of the random-order indexes (identifiers
+/// above all); a longer WAL between checkpoints copies each such page into the database once
+/// per checkpoint instead of once per commit or two (a fifth fewer bytes written at 1M
+/// records). Not longer still: every page read searches the WAL index.
+const STREAM_CHECKPOINT_PAGES: i32 = 40_000;
+
+thread_local! {
+    /// Pages in the WAL after this thread's last commit, from SQLite's WAL hook.
+    static WAL_PAGES: std::cell::Cell<i32> = const { std::cell::Cell::new(0) };
+}
+
+/// The WAL hook of a stream's writer: SQLite calls it on the committing thread, after the
+/// commit, with the WAL's size in pages.
+fn note_wal_pages(_: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite::Result<()> {
+    WAL_PAGES.set(pages);
+    Ok(())
+}
 
 /// The SQLite side: write and commit each plan, unless another connection wrote first.
 /// Returns the data_version after the last commit.
@@ -128,9 +139,26 @@ fn write_plans(
             Ok(Outcome::Committed(summary))
         })();
         let failed = outcome.is_err();
+        let committed = matches!(outcome, Ok(Outcome::Committed(_)));
         let outcome = outcome.unwrap_or_else(Outcome::Failed);
         if outcomes.send(outcome).is_err() || failed {
             break;
+        }
+        // Checkpoint here, after the planner has its answer, rather than inside the commit:
+        // the planner resolves the next group meanwhile instead of waiting (and the reader,
+        // behind it, keeps mapping). Between transactions, so the WAL restarts at the next
+        // one; a passive checkpoint does not wait for the planner's reads.
+        if committed && WAL_PAGES.get() >= STREAM_CHECKPOINT_PAGES {
+            WAL_PAGES.set(0);
+            let started = std::time::Instant::now();
+            match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                Ok(()) => tracing::debug!(
+                    checkpoint_us = started.elapsed().as_micros() as u64,
+                    "wal checkpointed"
+                ),
+                // Nothing is lost: the frames stay in the WAL for the next checkpoint.
+                Err(e) => tracing::warn!(error = %e, "wal checkpoint failed"),
+            }
         }
     }
     Ok(expected)
