@@ -190,7 +190,7 @@ impl Source for FileSource {
     fn read(&mut self, max: usize) -> Result<Vec<RawRecord>, SourceError> {
         let mut out = Vec::with_capacity(max.min(4096));
         while out.len() < max && !self.done {
-            let body = match &mut self.reader {
+            let (body, text) = match &mut self.reader {
                 Reader::Csv {
                     reader,
                     headers,
@@ -203,20 +203,23 @@ impl Source for FileSource {
                     Ok(true) => {
                         self.line = record.position().map(|p| p.line()).unwrap_or(self.line + 1);
                         if record.len() != headers.len() {
-                            RawBody::Malformed {
-                                text: record.iter().collect::<Vec<_>>().join(","),
-                                reason: format!(
-                                    "csv row has {} fields, header has {}",
-                                    record.len(),
-                                    headers.len()
-                                ),
-                            }
+                            (
+                                RawBody::Malformed {
+                                    text: record.iter().collect::<Vec<_>>().join(","),
+                                    reason: format!(
+                                        "csv row has {} fields, header has {}",
+                                        record.len(),
+                                        headers.len()
+                                    ),
+                                },
+                                None,
+                            )
                         } else {
                             let mut obj = Map::with_capacity(headers.len());
                             for (h, v) in headers.iter().zip(record.iter()) {
                                 obj.insert(h.clone(), Value::String(v.to_string()));
                             }
-                            RawBody::Parsed(obj)
+                            (RawBody::Parsed(obj), None)
                         }
                     }
                     Err(e) if e.is_io_error() => {
@@ -224,10 +227,13 @@ impl Source for FileSource {
                     }
                     Err(e) => {
                         self.line += 1;
-                        RawBody::Malformed {
-                            text: String::new(),
-                            reason: format!("csv: {e}"),
-                        }
+                        (
+                            RawBody::Malformed {
+                                text: String::new(),
+                                reason: format!("csv: {e}"),
+                            },
+                            None,
+                        )
                     }
                 },
                 Reader::Jsonl { reader, line } => {
@@ -244,24 +250,36 @@ impl Source for FileSource {
                                 continue;
                             }
                             match serde_json::from_str::<Value>(text) {
-                                Ok(Value::Object(obj)) => RawBody::Parsed(obj),
-                                Ok(_) => RawBody::Malformed {
-                                    text: text.to_string(),
-                                    reason: "json line is not an object".into(),
-                                },
-                                Err(e) => RawBody::Malformed {
-                                    text: text.to_string(),
-                                    reason: format!("invalid json: {e}"),
-                                },
+                                // The line is kept as the raw payload, exactly as it came.
+                                Ok(Value::Object(obj)) => {
+                                    (RawBody::Parsed(obj), Some(text.to_string()))
+                                }
+                                Ok(_) => (
+                                    RawBody::Malformed {
+                                        text: text.to_string(),
+                                        reason: "json line is not an object".into(),
+                                    },
+                                    None,
+                                ),
+                                Err(e) => (
+                                    RawBody::Malformed {
+                                        text: text.to_string(),
+                                        reason: format!("invalid json: {e}"),
+                                    },
+                                    None,
+                                ),
                             }
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                             // Not UTF-8: keep the line number and move on.
                             self.line += 1;
-                            RawBody::Malformed {
-                                text: String::new(),
-                                reason: "line is not valid utf-8".into(),
-                            }
+                            (
+                                RawBody::Malformed {
+                                    text: String::new(),
+                                    reason: "line is not valid utf-8".into(),
+                                },
+                                None,
+                            )
                         }
                         Err(e) => return Err(SourceError::new(self.path.display().to_string(), e)),
                     }
@@ -270,6 +288,7 @@ impl Source for FileSource {
             out.push(RawRecord {
                 position: self.position(),
                 body,
+                text,
             });
         }
         Ok(out)
@@ -332,6 +351,24 @@ mod tests {
             matches!(&all[2].body, RawBody::Malformed { reason, .. } if reason.contains("not an object"))
         );
         assert_eq!(all[3].position.0, format!("{}:5", p.display()));
+    }
+
+    #[test]
+    fn a_jsonl_line_is_kept_as_delivered_and_csv_rows_have_no_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.jsonl");
+        std::fs::write(&p, "  {\"z\": 1, \"a\": 1.50}\r\n{oops\n").unwrap();
+        let all = read_all(&p);
+        assert!(matches!(&all[0].body, RawBody::Parsed(o) if o["z"] == 1));
+        // Key order, spacing and number spelling survive; only the line's ends are trimmed.
+        assert_eq!(all[0].text.as_deref(), Some("{\"z\": 1, \"a\": 1.50}"));
+        assert_eq!(
+            all[1].text, None,
+            "a malformed line keeps its text in the body"
+        );
+        let c = dir.path().join("x.csv");
+        std::fs::write(&c, "id\n1\n").unwrap();
+        assert_eq!(read_all(&c)[0].text, None);
     }
 
     #[test]

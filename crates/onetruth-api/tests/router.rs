@@ -28,6 +28,7 @@ fn rec(source: &str, id: &str, ids: &[(&str, &str)]) -> SourceRecord {
         },
         events: vec![],
         raw: serde_json::Value::Null,
+        raw_text: None,
     }
 }
 

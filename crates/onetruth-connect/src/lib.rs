@@ -38,6 +38,9 @@ pub enum RawBody {
 pub struct RawRecord {
     pub position: Position,
     pub body: RawBody,
+    /// For a parsed body, the JSON text it was parsed from, when the transport had one (a
+    /// JSONL line): kept as the record's raw payload exactly as delivered.
+    pub text: Option<String>,
 }
 
 /// A transport failure (not a bad record: bad records are yielded as [`RawBody::Malformed`]).

@@ -443,6 +443,7 @@ impl Mapper {
             Ok(mut record) => {
                 if let RawBody::Parsed(obj) = raw.body {
                     record.raw = Value::Object(obj);
+                    record.raw_text = raw.text;
                 }
                 Ok(record)
             }
@@ -616,6 +617,7 @@ impl Mapper {
             attributes,
             events,
             raw: Value::Null,
+            raw_text: None,
         })
     }
 }

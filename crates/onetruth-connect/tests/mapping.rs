@@ -20,6 +20,7 @@ fn raw(v: Value) -> RawRecord {
     RawRecord {
         position: Position("test:1".into()),
         body: RawBody::Parsed(v.as_object().expect("an object").clone()),
+        text: None,
     }
 }
 
@@ -626,6 +627,7 @@ fn bad_records_fail_with_a_reason_and_bad_values_are_flagged() {
             text: "{\"id\": 1, \"email\": \"jane@".into(),
             reason: "invalid json: EOF while parsing a string".into(),
         },
+        text: None,
     };
     assert_eq!(
         m.map(&malformed, 1).unwrap_err(),

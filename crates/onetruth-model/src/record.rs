@@ -30,6 +30,11 @@ pub struct SourceRecord {
     /// The raw source payload, kept verbatim so nothing is lost by mapping.
     #[serde(default)]
     pub raw: serde_json::Value,
+    /// `raw` as the JSON text the transport delivered, when it had one (a JSONL line): stored
+    /// as the payload exactly as it came, instead of serializing `raw` again. In memory only.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub raw_text: Option<String>,
 }
 
 impl SourceRecord {

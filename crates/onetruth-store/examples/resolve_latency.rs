@@ -91,6 +91,7 @@ fn main() {
             },
             events: Vec::new(),
             raw: serde_json::Value::Null,
+            raw_text: None,
         }
     };
     let batch = |r: SourceRecord| Batch {

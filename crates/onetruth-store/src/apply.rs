@@ -167,10 +167,13 @@ impl Batch {
                     identifiers: stored.identifiers,
                     events: stored.events,
                     record_json,
-                    // serde_json::to_string writes bytes directly; Value's Display goes through
-                    // fmt::Write and costs twice as much. A Value always serializes.
-                    raw_json: (!r.raw.is_null())
-                        .then(|| serde_json::to_string(&r.raw).unwrap_or_default()),
+                    // The text as delivered when the transport kept it; otherwise serialized
+                    // (serde_json::to_string writes bytes directly; Value's Display goes
+                    // through fmt::Write and costs twice as much. A Value always serializes).
+                    raw_json: r.raw_text.or_else(|| {
+                        (!r.raw.is_null())
+                            .then(|| serde_json::to_string(&r.raw).unwrap_or_default())
+                    }),
                     hash,
                 }
             })

@@ -29,7 +29,29 @@ fn rec(source: &str, id: &str, version: i64, given: &str, ids: &[(&str, &str)]) 
         },
         events: vec![],
         raw: serde_json::json!({"id": id}),
+        raw_text: None,
     }
+}
+
+#[test]
+fn the_raw_payload_is_stored_as_delivered_when_its_text_is_known() {
+    let (dir, mut s) = store();
+    let mut verbatim = rec("crm", "1", 1, "Ann", &[("email", "ann@x.com")]);
+    verbatim.raw = serde_json::json!({"z": 1, "id": "1"});
+    verbatim.raw_text = Some(r#"{"z": 1, "id": "1"}"#.into());
+    let serialized = rec("crm", "2", 1, "Bo", &[("email", "bo@x.com")]);
+    s.apply(batch(vec![verbatim, serialized])).unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join("t.db")).unwrap();
+    let raw = |id: &str| -> String {
+        conn.query_row(
+            "SELECT raw FROM source_records WHERE source_id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(raw("1"), r#"{"z": 1, "id": "1"}"#);
+    assert_eq!(raw("2"), r#"{"id":"2"}"#);
 }
 
 fn batch(records: Vec<SourceRecord>) -> Batch {
@@ -313,6 +335,7 @@ fn events_attach_through_identifiers_without_being_identities() {
             data: serde_json::Map::new(),
         }],
         raw: serde_json::Value::Null,
+        raw_text: None,
     };
     s.apply(batch(vec![
         call,

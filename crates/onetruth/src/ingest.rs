@@ -216,7 +216,9 @@ pub fn map_batch(
             Ok(record) => batch.records.push(record),
             Err((e, raw)) => {
                 let text = match raw.body {
-                    RawBody::Parsed(obj) => serde_json::Value::Object(obj).to_string(),
+                    RawBody::Parsed(obj) => raw
+                        .text
+                        .unwrap_or_else(|| serde_json::Value::Object(obj).to_string()),
                     RawBody::Malformed { text, .. } => text,
                 };
                 tracing::debug!(position = %raw.position, reason = %e, "record quarantined");
