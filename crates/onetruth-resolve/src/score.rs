@@ -444,6 +444,13 @@ pub struct Features {
     emails: Box<[PreparedEmail]>,
     phones: Box<[Box<[u8]>]>,
     company: Option<Box<str>>,
+    /// External and custom identifiers and parked values, which most records lack: boxed, so
+    /// a record without them spends 8 bytes on them instead of 48 (a million are held).
+    rare: Option<Box<RareFeatures>>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct RareFeatures {
     /// Linkable external and custom identifiers, `(kind, value)`, sorted.
     identifiers: Vec<(String, String)>,
     /// Values set aside because they are generic ([`Features::set_generic`]).
@@ -498,8 +505,12 @@ impl Features {
                 .map(normalize_company)
                 .filter(|c| !c.is_empty())
                 .map(Into::into),
-            identifiers,
-            parked: Vec::new(),
+            rare: (!identifiers.is_empty()).then(|| {
+                Box::new(RareFeatures {
+                    identifiers,
+                    parked: Vec::new(),
+                })
+            }),
         }
     }
 
@@ -527,23 +538,29 @@ impl Features {
                     self.phones = v.into_boxed_slice();
                     p
                 }
-                _ => self
-                    .identifiers
-                    .iter()
-                    .position(|(k, v)| k == kind && v == value)
-                    .map(|i| Parked::Identifier(self.identifiers.remove(i))),
+                _ => self.rare.as_mut().and_then(|rare| {
+                    rare.identifiers
+                        .iter()
+                        .position(|(k, v)| k == kind && v == value)
+                        .map(|i| Parked::Identifier(rare.identifiers.remove(i)))
+                }),
             };
-            self.parked.extend(parked);
+            if let Some(p) = parked {
+                self.rare.get_or_insert_default().parked.push(p);
+            }
         } else {
             let digits = (kind == "phone").then(|| phone_digits(value).unwrap_or_default());
-            let Some(i) = self.parked.iter().position(|p| match p {
+            let Some(rare) = self.rare.as_mut() else {
+                return;
+            };
+            let Some(i) = rare.parked.iter().position(|p| match p {
                 Parked::Email(e) => kind == "email" && e.address() == value,
                 Parked::Phone(d) => digits.as_deref() == Some(&**d),
                 Parked::Identifier((k, v)) => k == kind && v == value,
             }) else {
                 return;
             };
-            match self.parked.remove(i) {
+            match rare.parked.remove(i) {
                 Parked::Email(e) => {
                     let mut v = std::mem::take(&mut self.emails).into_vec();
                     v.push(e);
@@ -555,8 +572,8 @@ impl Features {
                     self.phones = v.into_boxed_slice();
                 }
                 Parked::Identifier(x) => {
-                    let at = self.identifiers.binary_search(&x).unwrap_or_else(|e| e);
-                    self.identifiers.insert(at, x);
+                    let at = rare.identifiers.binary_search(&x).unwrap_or_else(|e| e);
+                    rare.identifiers.insert(at, x);
                 }
             }
         }
@@ -584,14 +601,15 @@ impl Features {
 
     /// Compared external and custom identifiers, `(kind, value)`, sorted.
     pub fn identifiers(&self) -> &[(String, String)] {
-        &self.identifiers
+        self.rare.as_deref().map_or(&[], |r| &r.identifiers)
     }
 
     /// Whether the two share a linkable external or custom identifier.
     pub fn share_identifier(&self, other: &Features) -> bool {
-        self.identifiers
+        let theirs = other.identifiers();
+        self.identifiers()
             .iter()
-            .any(|x| other.identifiers.binary_search(x).is_ok())
+            .any(|x| theirs.binary_search(x).is_ok())
     }
 }
 

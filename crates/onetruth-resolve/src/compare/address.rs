@@ -210,13 +210,34 @@ fn city_key(city: Option<&str>) -> Option<String> {
 }
 
 /// An address parsed once for many comparisons ([`compare_prepared_address`]).
+///
+/// Its parts share one string: a million records each hold one or two addresses, and five
+/// separate strings were five allocations (and five pointers to chase when comparing).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreparedAddress {
-    street: Option<Box<str>>,
-    house: Option<Box<str>>,
-    postal: Option<Box<str>>,
-    city: Option<Box<str>>,
-    country: Option<Box<str>>,
+    /// The present parts, one after another, in [`Part`] order.
+    text: Box<str>,
+    /// Where each part ends in `text` (a missing part ends where the previous one does).
+    ends: [u32; PARTS],
+    /// Bit `i` is set when part `i` is present.
+    present: u8,
+}
+
+const PARTS: usize = 5;
+
+/// The parts of a [`PreparedAddress`], in the order they are stored.
+#[derive(Clone, Copy)]
+enum Part {
+    /// Normalized street line(s).
+    Street,
+    /// House number, from the street.
+    House,
+    /// Postal code key ([`postal_key`]).
+    Postal,
+    /// City key.
+    City,
+    /// ISO country code.
+    Country,
 }
 
 impl PreparedAddress {
@@ -227,19 +248,48 @@ impl PreparedAddress {
             (Some(l1), Some(l2)) => Some(normalize_street(&super::concat(&[l1, " ", l2]))),
         }
         .filter(|s| !s.is_empty());
-        PreparedAddress {
-            house: street.as_deref().and_then(house_number_of).map(Into::into),
-            street: street.map(Into::into),
-            postal: postal_key(a).map(Into::into),
-            city: city_key(a.city.as_deref()).map(Into::into),
-            country: country_code(a.country.as_deref()).map(Into::into),
+        let house = street.as_deref().and_then(house_number_of);
+        let postal = postal_key(a);
+        let city = city_key(a.city.as_deref());
+        let country = country_code(a.country.as_deref());
+        let parts: [Option<&str>; PARTS] = [
+            street.as_deref(),
+            house.as_deref(),
+            postal.as_deref(),
+            city.as_deref(),
+            country.as_deref(),
+        ];
+        let mut text = String::with_capacity(parts.iter().flatten().map(|p| p.len()).sum());
+        let mut ends = [0u32; PARTS];
+        let mut present = 0u8;
+        for (i, part) in parts.iter().enumerate() {
+            if let Some(p) = part {
+                text.push_str(p);
+                present |= 1 << i;
+            }
+            // Addresses are short; one longer than 4 GiB could not have been read.
+            ends[i] = u32::try_from(text.len()).unwrap_or(u32::MAX);
         }
+        PreparedAddress {
+            text: text.into_boxed_str(),
+            ends,
+            present,
+        }
+    }
+
+    fn part(&self, part: Part) -> Option<&str> {
+        let i = part as usize;
+        if self.present & (1 << i) == 0 {
+            return None;
+        }
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        self.text.get(start..self.ends[i] as usize)
     }
 }
 
 /// `Some(equal)` when both sides have the part, `None` otherwise.
-fn both<T: PartialEq>(a: &Option<T>, b: &Option<T>) -> Option<bool> {
-    Some(a.as_ref()? == b.as_ref()?)
+fn both(a: &PreparedAddress, b: &PreparedAddress, part: Part) -> Option<bool> {
+    Some(a.part(part)? == b.part(part)?)
 }
 
 /// Compare two addresses.
@@ -250,14 +300,14 @@ pub fn compare_address(a: &Address, b: &Address) -> AddressLevel {
 /// [`compare_address`] on prepared addresses.
 pub fn compare_prepared_address(a: &PreparedAddress, b: &PreparedAddress) -> AddressLevel {
     use AddressLevel::*;
-    let street = both(&a.street, &b.street);
-    let postal = both(&a.postal, &b.postal);
-    let city = both(&a.city, &b.city);
+    let street = both(a, b, Part::Street);
+    let postal = both(a, b, Part::Postal);
+    let city = both(a, b, Part::City);
     if street.is_none() && postal.is_none() && city.is_none() {
         return Missing;
     }
     // Postal codes repeat across countries (10115 is Berlin and New York).
-    if both(&a.country, &b.country) == Some(false) {
+    if both(a, b, Part::Country) == Some(false) {
         return Disagree;
     }
     // The postal code places an address when both have one; the city otherwise.
@@ -266,7 +316,7 @@ pub fn compare_prepared_address(a: &PreparedAddress, b: &PreparedAddress) -> Add
         return Exact;
     }
     if postal == Some(true) {
-        return if both(&a.house, &b.house) == Some(true) {
+        return if both(a, b, Part::House) == Some(true) {
             SameHouseNumberPostalCode
         } else {
             SamePostalCode
@@ -306,6 +356,31 @@ mod tests {
             ("  ", ""),
         ] {
             assert_eq!(normalize_street(raw), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn prepared_parts_read_back_and_missing_parts_stay_missing() {
+        let a = PreparedAddress::new(&Address {
+            line1: Some("12 Oak Street".into()),
+            city: Some("Springfield".into()),
+            country: Some("US".into()),
+            ..Address::default()
+        });
+        assert_eq!(a.part(Part::Street), Some("12 oak st"));
+        assert_eq!(a.part(Part::House), Some("12"));
+        assert_eq!(a.part(Part::Postal), None);
+        assert_eq!(a.part(Part::City), Some("springfield"));
+        assert_eq!(a.part(Part::Country), Some("us"));
+        let empty = PreparedAddress::new(&Address::default());
+        for part in [
+            Part::Street,
+            Part::House,
+            Part::Postal,
+            Part::City,
+            Part::Country,
+        ] {
+            assert_eq!(empty.part(part), None);
         }
     }
 

@@ -231,7 +231,7 @@ fn umlaut_spelling(raw: &str) -> Option<String> {
 
 /// The normalized spellings of a name: the transliteration, plus the umlaut spelling when the
 /// name has umlauts. Empty when the name normalizes to nothing.
-fn spellings(raw: &str, drop_middle_initials: bool) -> Vec<String> {
+fn spellings(raw: &str, drop_middle_initials: bool) -> Spellings {
     let tidy = |s: String| -> String {
         if !drop_middle_initials {
             return s;
@@ -245,19 +245,23 @@ fn spellings(raw: &str, drop_middle_initials: bool) -> Vec<String> {
     };
     let primary = tidy(normalize_name(raw));
     if primary.is_empty() {
-        return Vec::new();
+        return Spellings::default();
     }
-    let mut out = vec![primary];
-    let alt = umlaut_spelling(raw).map(tidy).filter(|alt| *alt != out[0]);
-    out.extend(alt);
-    out
+    let alt = umlaut_spelling(raw).map(tidy).filter(|alt| *alt != primary);
+    match alt {
+        None => Box::new([primary.into_boxed_str()]),
+        Some(alt) => Box::new([primary.into_boxed_str(), alt.into_boxed_str()]),
+    }
 }
 
-fn given_spellings(raw: Option<&str>) -> Vec<String> {
+/// A name's spellings: boxed, without spare capacity (a million records hold three each).
+type Spellings = Box<[Box<str>]>;
+
+fn given_spellings(raw: Option<&str>) -> Spellings {
     raw.map(|r| spellings(r, true)).unwrap_or_default()
 }
 
-fn family_spellings(raw: Option<&str>) -> Vec<String> {
+fn family_spellings(raw: Option<&str>) -> Spellings {
     raw.map(|r| spellings(r, false)).unwrap_or_default()
 }
 
@@ -298,18 +302,18 @@ fn first_word(name: &str) -> &str {
     }
 }
 
-fn max_jw(a: &[String], b: &[String]) -> f64 {
+fn max_jw(a: &[Box<str>], b: &[Box<str>]) -> f64 {
     pairs(a, b)
         .map(|(x, y)| jaro_winkler(x, y))
         .fold(0.0, f64::max)
 }
 
-fn pairs<'a>(a: &'a [String], b: &'a [String]) -> impl Iterator<Item = (&'a str, &'a str)> {
+fn pairs<'a>(a: &'a [Box<str>], b: &'a [Box<str>]) -> impl Iterator<Item = (&'a str, &'a str)> {
     a.iter()
-        .flat_map(move |x| b.iter().map(move |y| (x.as_str(), y.as_str())))
+        .flat_map(move |x| b.iter().map(move |y| (&**x, &**y)))
 }
 
-fn given_level(a: &[String], b: &[String]) -> GivenNameLevel {
+fn given_level(a: &[Box<str>], b: &[Box<str>]) -> GivenNameLevel {
     use GivenNameLevel::*;
     let (Some(a0), Some(b0)) = (a.first(), b.first()) else {
         return Missing;
@@ -338,7 +342,7 @@ fn given_level(a: &[String], b: &[String]) -> GivenNameLevel {
     }
 }
 
-fn family_level(a: &[String], b: &[String]) -> FamilyNameLevel {
+fn family_level(a: &[Box<str>], b: &[Box<str>]) -> FamilyNameLevel {
     use FamilyNameLevel::*;
     let (Some(a0), Some(b0)) = (a.first(), b.first()) else {
         return Missing;
@@ -382,19 +386,19 @@ fn strong(level: GivenNameLevel) -> bool {
 /// ([`compare_prepared_names`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameSpellings {
-    given: Vec<String>,
-    family: Vec<String>,
+    given: Spellings,
+    family: Spellings,
     /// The family name read as a given name (middle initials dropped), for the cross check.
-    family_as_given: Vec<String>,
+    family_as_given: Spellings,
 }
 
 impl NameSpellings {
     /// The normalized family name (first spelling), for term-frequency lookups.
     pub fn family(&self) -> Option<&str> {
-        self.family.first().map(String::as_str)
+        self.family.first().map(|f| &**f)
     }
 
-    fn family_as_given(&self) -> &[String] {
+    fn family_as_given(&self) -> &[Box<str>] {
         if self.family_as_given.is_empty() {
             &self.family
         } else {
@@ -414,7 +418,7 @@ impl NameSpellings {
         NameSpellings {
             given: given_spellings(name.given.as_deref()),
             family_as_given: if as_given == family {
-                Vec::new()
+                Spellings::default()
             } else {
                 as_given
             },
@@ -672,9 +676,10 @@ mod tests {
         assert_eq!(umlaut_spelling("Mu\u{308}ller").as_deref(), Some("mueller"));
         assert_eq!(umlaut_spelling("Jørgensen").as_deref(), Some("joergensen"));
         assert_eq!(umlaut_spelling("Muller"), None);
-        assert_eq!(spellings("Müller", false), ["muller", "mueller"]);
-        assert_eq!(spellings("John P.", true), ["john"]);
-        assert_eq!(spellings("J. P.", true), ["j p"]);
+        let texts = |s: Spellings| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(texts(spellings("Müller", false)), ["muller", "mueller"]);
+        assert_eq!(texts(spellings("John P.", true)), ["john"]);
+        assert_eq!(texts(spellings("J. P.", true)), ["j p"]);
         assert!(spellings(" - ", false).is_empty());
     }
 }
