@@ -96,10 +96,12 @@ pub struct PreparedRecord {
     source_id: String,
     version: i64,
     deleted: bool,
-    /// Identifiers and events of the record, for the identifier and event indexes (its
-    /// attributes live only in `record_json` and in `resolver_input`).
-    identifiers: Vec<Identifier>,
-    events: Vec<Event>,
+    /// The record's rows in the identifier index: `(identifier_key, linkable)`. Computed here
+    /// (as are the event rows) so the writer only binds them, and the identifiers' strings are
+    /// freed by the thread that made them (its attributes live only in `record_json` and in
+    /// `resolver_input`).
+    identifier_keys: Vec<([u8; 16], bool)>,
+    events: Vec<PreparedEvent>,
     /// What the resolver needs (features, blocking keys), for entity records; computed here,
     /// off the writer thread.
     resolver_input: Option<ResolverInput>,
@@ -110,6 +112,33 @@ pub struct PreparedRecord {
     hash: i64,
     /// [`key_hash`] of `(source, source_id)`.
     key_hash: u64,
+}
+
+/// An event's row in `events`, with the keys of its linkable identifiers.
+#[derive(Debug, Clone)]
+struct PreparedEvent {
+    kind: String,
+    occurred_at: String,
+    /// The details, JSON.
+    data: String,
+    identifier_keys: Vec<[u8; 16]>,
+}
+
+impl PreparedEvent {
+    fn of(e: Event) -> PreparedEvent {
+        PreparedEvent {
+            identifier_keys: e
+                .identifiers
+                .iter()
+                .filter(|i| i.linkable)
+                .map(|i| identifier_key(i.kind.as_str(), &i.value))
+                .collect(),
+            // A Map of Values always serializes.
+            data: serde_json::to_string(&e.data).unwrap_or_default(),
+            kind: e.kind,
+            occurred_at: e.occurred_at,
+        }
+    }
 }
 
 /// A [`Batch`] after [`Batch::prepare`].
@@ -164,8 +193,12 @@ impl Batch {
                     version: r.version,
                     deleted,
                     is_entity,
-                    identifiers: stored.identifiers,
-                    events: stored.events,
+                    identifier_keys: stored
+                        .identifiers
+                        .iter()
+                        .map(|i| (identifier_key(i.kind.as_str(), &i.value), i.linkable))
+                        .collect(),
+                    events: stored.events.into_iter().map(PreparedEvent::of).collect(),
                     record_json,
                     // The text as delivered when the transport kept it; otherwise serialized
                     // (serde_json::to_string writes bytes directly; Value's Display goes
@@ -1323,23 +1356,19 @@ impl<'t> Indexes<'t> {
     }
 
     fn write(&mut self, record_id: i64, rec: &PreparedRecord) -> Result<(), StoreError> {
-        for id in &rec.identifiers {
-            self.identifiers.push((
-                identifier_key(id.kind.as_str(), &id.value),
-                record_id,
-                id.linkable,
-            ));
+        for (key, linkable) in &rec.identifier_keys {
+            self.identifiers.push((*key, record_id, *linkable));
         }
         for (seq, e) in rec.events.iter().enumerate() {
-            let data = serde_json::Value::Object(e.data.clone()).to_string();
-            self.event
-                .execute(params![record_id, seq as i64, e.kind, e.occurred_at, data])?;
-            for id in e.identifiers.iter().filter(|i| i.linkable) {
-                self.event_identifiers.push((
-                    identifier_key(id.kind.as_str(), &id.value),
-                    record_id,
-                    seq as i64,
-                ));
+            self.event.execute(params![
+                record_id,
+                seq as i64,
+                e.kind,
+                e.occurred_at,
+                e.data
+            ])?;
+            for key in &e.identifier_keys {
+                self.event_identifiers.push((*key, record_id, seq as i64));
             }
         }
         Ok(())
