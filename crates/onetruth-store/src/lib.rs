@@ -109,6 +109,8 @@ pub struct Store {
     survivorship: Survivorship,
     /// The writer's resolver and record-key cache; see [`apply::WriterState`].
     state: Option<apply::WriterState>,
+    /// See [`Store::set_stream_checkpoint_pages`].
+    stream_checkpoint_pages: u32,
 }
 
 pub(crate) fn now_micros() -> i64 {
@@ -184,6 +186,7 @@ impl Store {
             resolution: options.resolution,
             survivorship: options.survivorship,
             state: None,
+            stream_checkpoint_pages: pipeline::STREAM_CHECKPOINT_PAGES,
         })
     }
 

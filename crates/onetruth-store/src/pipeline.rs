@@ -26,6 +26,13 @@ enum Outcome {
 }
 
 impl Store {
+    /// WAL pages after which [`Store::apply_stream`]'s writer checkpoints, between two
+    /// groups (default 40,000: 320 MiB). Lower keeps the WAL file smaller; higher copies each
+    /// often-rewritten index page to the database file less often.
+    pub fn set_stream_checkpoint_pages(&mut self, pages: u32) {
+        self.stream_checkpoint_pages = pages;
+    }
+
     /// Apply groups of prepared batches, each in one transaction like
     /// [`Store::apply_group`], with resolving and writing overlapped on two threads. For
     /// bulk ingest; returns the summary of every group.
@@ -59,7 +66,9 @@ impl Store {
         let (result, state) = std::thread::scope(|scope| {
             let (to_writer, plans) = mpsc::sync_channel::<Box<WritePlan>>(1);
             let (to_planner, outcomes) = mpsc::channel::<Outcome>();
-            let writer = scope.spawn(move || write_plans(conn, version, plans, to_planner));
+            let checkpoint_pages = self.stream_checkpoint_pages;
+            let writer = scope
+                .spawn(move || write_plans(conn, version, checkpoint_pages, plans, to_planner));
             let mut planner = Planner {
                 state,
                 reader: &reader,
@@ -95,12 +104,13 @@ impl Store {
     }
 }
 
-/// WAL pages after which the stream's writer checkpoints (320 MiB). A stream commits group
+/// WAL pages after which a stream's writer checkpoints by default (320 MiB; see
+/// [`Store::set_stream_checkpoint_pages`]). A stream commits group
 /// after group, and each commit rewrites the pages of the random-order indexes (identifiers
 /// above all); a longer WAL between checkpoints copies each such page into the database once
 /// per checkpoint instead of once per commit or two (a fifth fewer bytes written at 1M
 /// records). Not longer still: every page read searches the WAL index.
-const STREAM_CHECKPOINT_PAGES: i32 = 40_000;
+pub(crate) const STREAM_CHECKPOINT_PAGES: u32 = 40_000;
 
 thread_local! {
     /// Pages in the WAL after this thread's last commit, from SQLite's WAL hook.
@@ -119,6 +129,7 @@ fn note_wal_pages(_: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite:
 fn write_plans(
     conn: &mut Connection,
     mut expected: i64,
+    checkpoint_pages: u32,
     plans: mpsc::Receiver<Box<WritePlan>>,
     outcomes: mpsc::Sender<Outcome>,
 ) -> Result<i64, StoreError> {
@@ -148,7 +159,7 @@ fn write_plans(
         // the planner resolves the next group meanwhile instead of waiting (and the reader,
         // behind it, keeps mapping). Between transactions, so the WAL restarts at the next
         // one; a passive checkpoint does not wait for the planner's reads.
-        if committed && WAL_PAGES.get() >= STREAM_CHECKPOINT_PAGES {
+        if committed && i64::from(WAL_PAGES.get()) >= i64::from(checkpoint_pages) {
             WAL_PAGES.set(0);
             let started = std::time::Instant::now();
             match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {

@@ -646,6 +646,46 @@ fn the_pipelined_writer_gives_what_group_by_group_gives() {
 }
 
 #[test]
+fn the_pipelined_writer_checkpoints_between_groups_past_its_threshold() {
+    let records = tangled(400);
+    // Returns the store, its directory and the WAL file's size right after the stream.
+    let stream = |checkpoint_pages: Option<u32>| {
+        let (dir, mut s) = store();
+        if let Some(pages) = checkpoint_pages {
+            s.set_stream_checkpoint_pages(pages);
+        }
+        let policy = s.policy().clone();
+        let groups: Vec<_> = records
+            .chunks(40)
+            .map(|c| vec![batch(c.to_vec()).prepare(&policy)])
+            .collect();
+        let summary = s.apply_stream(groups.into_iter()).unwrap();
+        assert_eq!(summary.applied, 400);
+        let wal = std::fs::metadata(dir.path().join("t.db-wal"))
+            .unwrap()
+            .len();
+        (dir, s, wal)
+    };
+    let (d_default, s_default, wal_default) = stream(None);
+    let (d_every, s_every, wal_every) = stream(Some(1));
+    assert_eq!(partition(&s_every), partition(&s_default));
+    assert_eq!(evidence(&d_every), evidence(&d_default));
+    // Below the default threshold nothing is checkpointed and the WAL holds every group; past
+    // a threshold of one page, each commit is checkpointed and the next one starts the WAL
+    // over, so it never holds much more than a group.
+    assert!(
+        wal_every * 2 < wal_default,
+        "WAL {wal_every} bytes with a checkpoint after every group, {wal_default} without"
+    );
+    // The checkpointed store took every record.
+    let conn = rusqlite::Connection::open(d_every.path().join("t.db")).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM source_records", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 400);
+}
+
+#[test]
 fn the_pipelined_writer_replans_when_another_connection_writes() {
     let records = tangled(300);
     let extra = vec![
