@@ -425,6 +425,7 @@ impl Mapper {
         };
         let mut record = self.map_object(obj, run_version)?;
         record.raw = Value::Object(obj.clone());
+        record.raw_text = raw.text.clone();
         Ok(record)
     }
 
