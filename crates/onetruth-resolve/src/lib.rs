@@ -18,4 +18,4 @@ pub use golden::{
     Valued, golden, golden_with,
 };
 pub use policy::{BlockRule, DEFAULT_BLOCKLIST, IdentifierPolicy, PolicyError};
-pub use resolver::{Resolution, Resolver, ResolverConfig};
+pub use resolver::{Matching, Resolution, Resolver, ResolverConfig};

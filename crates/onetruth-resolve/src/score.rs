@@ -475,6 +475,11 @@ impl Features {
 
     /// [`Features::of`] from a record's parts, with its name already read.
     pub fn of_parts(ids: &[Identifier], a: &Attributes, name: &PersonName) -> Features {
+        Features::build(ids, a, name, true)
+    }
+
+    /// `scoring`: also the fields only scoring reads.
+    fn build(ids: &[Identifier], a: &Attributes, name: &PersonName, scoring: bool) -> Features {
         let mut identifiers: Vec<(String, String)> = ids
             .iter()
             .filter(|i| {
@@ -487,7 +492,10 @@ impl Features {
         Features {
             name: NameSpellings::new(name),
             birth_date: a.birth_date.as_deref().and_then(birth_date_digits),
-            addresses: a.addresses.iter().map(PreparedAddress::new).collect(),
+            addresses: match scoring {
+                true => a.addresses.iter().map(PreparedAddress::new).collect(),
+                false => Box::default(),
+            },
             emails: ids
                 .iter()
                 .filter(|i| i.linkable && i.kind == IdentifierKind::Email)
@@ -502,6 +510,7 @@ impl Features {
             company: a
                 .company
                 .as_deref()
+                .filter(|_| scoring)
                 .map(normalize_company)
                 .filter(|c| !c.is_empty())
                 .map(Into::into),
@@ -512,6 +521,12 @@ impl Features {
                 })
             }),
         }
+    }
+
+    /// What the guards read, without the fields only scoring reads (addresses, company): the
+    /// features of a resolver that links by identifiers alone.
+    pub fn for_guards(ids: &[Identifier], a: &Attributes, name: &PersonName) -> Features {
+        Features::build(ids, a, name, false)
     }
 
     /// Stop (`generic = true`) or resume comparing one identifier value: a generic value

@@ -10,7 +10,7 @@ use onetruth_resolve::resolver::{
     CustomerChange, CustomerStatus, KeyFlip, LinkStatus, PairEvidence, RecordId,
 };
 use onetruth_resolve::score::MatchParameters;
-use onetruth_resolve::{IdentifierPolicy, RecordView, Resolver, ResolverConfig};
+use onetruth_resolve::{IdentifierPolicy, Matching, Resolver, ResolverConfig};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
@@ -145,14 +145,24 @@ impl PreparedEvent {
 #[derive(Debug, Clone, Default)]
 pub struct PreparedBatch {
     connector: String,
+    /// What the resolver inputs were computed for.
+    matching: Matching,
     records: Vec<PreparedRecord>,
     quarantine: Vec<QuarantineEntry>,
     checkpoint: Option<String>,
 }
 
 impl Batch {
-    /// Screen identifiers with `policy` and serialize every record.
+    /// Screen identifiers with `policy` and serialize every record. The resolver inputs hold
+    /// every blocking key, right for a store in either [`Matching`] mode.
     pub fn prepare(self, policy: &IdentifierPolicy) -> PreparedBatch {
+        self.prepare_for(policy, Matching::Probabilistic)
+    }
+
+    /// [`Batch::prepare`] for a store whose resolver uses `matching`: with
+    /// [`Matching::Identifiers`] the resolver inputs hold only identifier keys and what the
+    /// guards read (a probabilistic store recomputes them when it stages the batch).
+    pub fn prepare_for(self, policy: &IdentifierPolicy, matching: Matching) -> PreparedBatch {
         let records = self
             .records
             .into_iter()
@@ -183,6 +193,7 @@ impl Batch {
                         &r.source_id,
                         &stored.identifiers,
                         &stored.attributes,
+                        matching,
                     )
                 });
                 PreparedRecord {
@@ -213,6 +224,7 @@ impl Batch {
             .collect();
         PreparedBatch {
             connector: self.connector,
+            matching,
             records,
             quarantine: self.quarantine,
             checkpoint: self.checkpoint,
@@ -314,10 +326,10 @@ impl Rows {
             if rec.is_entity && rec.resolver_input.is_none() {
                 rec.resolver_input = Some(resolver_input_of(
                     0,
-                    rec.source.clone(),
-                    rec.source_id.clone(),
-                    rec.version,
+                    &rec.source,
+                    &rec.source_id,
                     &rec.record_json,
+                    Matching::Probabilistic,
                 )?);
             }
         }
@@ -351,6 +363,8 @@ pub(crate) struct WritePlan {
     rows: Rows,
     decision: Option<CuratorDecision>,
     resolution: onetruth_resolve::Resolution,
+    /// How the resolution's links were decided (the evidence rows' `kind`).
+    matching: Matching,
     /// The changelog seq of the first customer change (one seq per change, in order).
     first_seq: i64,
     /// Time spent staging and resolving, for the debug log.
@@ -373,22 +387,22 @@ impl WritePlan {
 /// The resolver's view of a record stored as `json` (`id` only names it in errors).
 fn resolver_input_of(
     id: i64,
-    source: String,
-    source_id: String,
-    version: i64,
+    source: &str,
+    source_id: &str,
     json: &str,
+    matching: Matching,
 ) -> Result<ResolverInput, StoreError> {
     let stored: StoredRecord = serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
         record_id: id,
         message: e.to_string(),
     })?;
-    Ok(ResolverInput::of(&RecordView {
+    Ok(ResolverInput::of_parts(
         source,
         source_id,
-        version,
-        identifiers: stored.identifiers,
-        attributes: stored.attributes,
-    }))
+        &stored.identifiers,
+        &stored.attributes,
+        matching,
+    ))
 }
 
 /// The writer's in-memory state: the resolver (every live entity record with its blocking keys
@@ -489,15 +503,27 @@ impl WriterState {
         let started = std::time::Instant::now();
         let first_new_record = self.next_ids.record;
         // The resolver takes its inputs by value; the records stay borrowed for the checks.
-        let mut inputs: Vec<Vec<Option<ResolverInput>>> = batches
-            .iter_mut()
-            .map(|b| {
-                b.records
-                    .iter_mut()
-                    .map(|r| r.resolver_input.take())
-                    .collect()
-            })
-            .collect();
+        let mut inputs: Vec<Vec<Option<ResolverInput>>> = Vec::with_capacity(batches.len());
+        for b in &mut batches {
+            // Inputs made for identifier matching lack what scoring reads.
+            let redo = b.matching != self.config.matching
+                && self.config.matching == Matching::Probabilistic;
+            let mut batch_inputs = Vec::with_capacity(b.records.len());
+            for r in &mut b.records {
+                let input = r.resolver_input.take();
+                batch_inputs.push(match input {
+                    Some(_) if redo => Some(resolver_input_of(
+                        0,
+                        &r.source,
+                        &r.source_id,
+                        &r.record_json,
+                        Matching::Probabilistic,
+                    )?),
+                    input => input,
+                });
+            }
+            inputs.push(batch_inputs);
+        }
         let mut records: Vec<PlannedRecord> = Vec::new();
         let mut version_bumps = Vec::new();
         let mut replaced = Vec::new();
@@ -628,6 +654,7 @@ impl WriterState {
             rows,
             decision,
             resolution,
+            matching: self.config.matching,
             first_seq,
             staged: staged_in,
             resolved: started.elapsed() - staged_in,
@@ -659,12 +686,12 @@ pub(crate) fn load_resolver(
     let tf = Box::new(params.term_frequencies.clone());
     let mut resolver = Resolver::new(params.clone(), tf, config.clone());
     resolver.begin_load();
-    type Row = (i64, String, String, i64, i64, String);
+    type Row = (i64, String, String, i64, String);
     type Prepared = Vec<Result<(i64, ResolverInput, i64), StoreError>>;
     let prepare = |rows: Vec<Row>| -> Prepared {
         rows.into_iter()
-            .map(|(id, source, source_id, version, customer, text)| {
-                let input = resolver_input_of(id, source, source_id, version, &text)?;
+            .map(|(id, source, source_id, customer, text)| {
+                let input = resolver_input_of(id, &source, &source_id, &text, config.matching)?;
                 Ok((id, input, customer))
             })
             .collect()
@@ -690,7 +717,7 @@ pub(crate) fn load_resolver(
         // A table scan in id order: through the customer index SQLite would fetch every row
         // at random (a third of the load time at 80k records).
         let mut stmt = tx.prepare(
-            "SELECT id, source, source_id, version, customer_id, record FROM source_records
+            "SELECT id, source, source_id, customer_id, record FROM source_records
              NOT INDEXED WHERE customer_id IS NOT NULL",
         )?;
         let mut rows = stmt.query([])?;
@@ -702,14 +729,7 @@ pub(crate) fn load_resolver(
         loop {
             let row = rows.next()?;
             if let Some(r) = row {
-                chunk.push((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ));
+                chunk.push((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?));
             }
             let done = row.is_none();
             if chunk.len() == CHUNK || (done && !chunk.is_empty()) {
@@ -787,7 +807,7 @@ pub(crate) fn apply_override(resolver: &mut Resolver, action: &str, a: i64, b: O
 impl Store {
     /// Apply a batch in one transaction.
     pub fn apply(&mut self, batch: Batch) -> Result<ApplySummary, StoreError> {
-        let prepared = batch.prepare(&self.policy);
+        let prepared = batch.prepare_for(&self.policy, self.resolution.matching);
         self.apply_prepared(prepared)
     }
 
@@ -1141,10 +1161,10 @@ fn write_resolution(
             7,
             &evidence,
             |stmt, i, e| {
-                let kind = if e.status == LinkStatus::Forced {
-                    "curator"
-                } else {
-                    "probabilistic"
+                let kind = match (e.status, plan.matching) {
+                    (LinkStatus::Forced, _) => "curator",
+                    (_, Matching::Identifiers) => "identifier",
+                    (_, Matching::Probabilistic) => "probabilistic",
                 };
                 let accepted = matches!(e.status, LinkStatus::Accepted | LinkStatus::Forced);
                 stmt.raw_bind_parameter(i, e.a)?;

@@ -1,6 +1,7 @@
 //! `train`: sample pairs from the store, estimate parameters, keep them as a new version.
 
 use onetruth_resolve::score::{Comparison, MatchParameters};
+use onetruth_resolve::{Matching, ResolverConfig};
 use std::collections::BTreeMap;
 
 use onetruth_resolve::resolver::KeyKind;
@@ -81,7 +82,12 @@ impl Store {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let previous = active_parameters(&tx)?;
-        let resolver = load_resolver(&tx, &self.resolution)?;
+        // Training compares every field, whatever the store links by.
+        let config = ResolverConfig {
+            matching: Matching::Probabilistic,
+            ..self.resolution.clone()
+        };
+        let resolver = load_resolver(&tx, &config)?;
         let resolver = &resolver;
         let ids = resolver.record_ids();
         let mut random: Vec<Comparison> = Vec::new();

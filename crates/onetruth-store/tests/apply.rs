@@ -722,3 +722,99 @@ fn the_pipelined_writer_replans_when_another_connection_writes() {
     assert_eq!(summary.applied, 300);
     assert_eq!(partition(&piped), reference);
 }
+
+/// Two records of one person that share no identifier (same name and birth date, one address)
+/// and two that share an email.
+fn people_for_matching() -> Vec<SourceRecord> {
+    let mut a = rec("crm", "a", 1, "Margaret", &[("email", "mlarsen@x.com")]);
+    let mut b = rec(
+        "billing",
+        "b",
+        1,
+        "Margaret",
+        &[("email", "margaret@y.com")],
+    );
+    for r in [&mut a, &mut b] {
+        r.attributes.family_name = Some("Larsen".into());
+        r.attributes.birth_date = Some("1980-02-03".into());
+        r.attributes.addresses = vec![onetruth_model::Address {
+            line1: Some("12 Elm Street".into()),
+            postal_code: Some("02116".into()),
+            city: Some("Boston".into()),
+            ..Default::default()
+        }];
+    }
+    let c = rec("crm", "c", 1, "Ann", &[("email", "ann@z.com")]);
+    let d = rec("helpdesk", "d", 1, "Ann", &[("email", "ANN@z.com ")]);
+    vec![a, b, c, d]
+}
+
+#[test]
+fn identifier_matching_links_only_through_shared_identifiers() {
+    let dir = tempfile::tempdir().unwrap();
+    let identifiers = onetruth_resolve::ResolverConfig {
+        matching: onetruth_resolve::Matching::Identifiers,
+        ..Default::default()
+    };
+    let open = |name: &str, resolution: &onetruth_resolve::ResolverConfig| {
+        Store::open(
+            &dir.path().join(name),
+            StoreOptions {
+                resolution: resolution.clone(),
+                ..StoreOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    let mut s = open("ids.db", &identifiers);
+    s.apply(batch(people_for_matching())).unwrap();
+    let want_ids = vec![
+        vec!["billing:b".to_string()],
+        vec!["crm:a".to_string()],
+        vec!["crm:c".to_string(), "helpdesk:d".to_string()],
+    ];
+    assert_eq!(partition(&s), want_ids);
+    let conn = rusqlite::Connection::open(dir.path().join("ids.db")).unwrap();
+    let rows: Vec<(String, String, f64)> = conn
+        .prepare("SELECT kind, rule, weight FROM evidence")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(rows, vec![("identifier".into(), "accepted".into(), 20.0)]);
+    // A reopened store (the resolver loaded from the tables) keeps linking by identifiers.
+    drop(s);
+    let mut s = open("ids.db", &identifiers);
+    let mut e = rec("crm", "e", 1, "Margaret", &[("email", "MARGARET@y.com")]);
+    e.attributes.family_name = Some("Larsen".into());
+    s.apply(batch(vec![e])).unwrap();
+    assert_eq!(
+        partition(&s),
+        vec![
+            vec!["billing:b".to_string(), "crm:e".to_string()],
+            vec!["crm:a".to_string()],
+            vec!["crm:c".to_string(), "helpdesk:d".to_string()],
+        ]
+    );
+
+    // A probabilistic store links a and b by scoring, even from a batch prepared for
+    // identifier matching (the store recomputes what scoring needs).
+    let mut p = open("prob.db", &Default::default());
+    let prepared = batch(people_for_matching()).prepare_for(
+        &onetruth_resolve::IdentifierPolicy::default(),
+        onetruth_resolve::Matching::Identifiers,
+    );
+    p.apply_prepared(prepared).unwrap();
+    let scored = vec![
+        vec!["billing:b".to_string(), "crm:a".to_string()],
+        vec!["crm:c".to_string(), "helpdesk:d".to_string()],
+    ];
+    assert_eq!(partition(&p), scored);
+    // Switching the store to identifier matching and re-resolving splits what only scoring
+    // joined.
+    drop(p);
+    let mut p = open("prob.db", &identifiers);
+    p.reresolve().unwrap();
+    assert_eq!(partition(&p), want_ids);
+}

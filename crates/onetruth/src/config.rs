@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use onetruth_model::{IdentifierKind, Normalizer, PhoneRegion};
 use onetruth_resolve::{
-    IdentifierPolicy, ResolverConfig, SURVIVORSHIP_ATTRIBUTES, Survivorship, SurvivorshipRule,
+    IdentifierPolicy, Matching, ResolverConfig, SURVIVORSHIP_ATTRIBUTES, Survivorship,
+    SurvivorshipRule,
 };
 use serde::Deserialize;
 
@@ -65,6 +66,9 @@ pub struct RawIngest {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawResolution {
+    /// How pairs become links: `probabilistic` (scored field by field, default) or
+    /// `identifiers` (a shared identifier alone links; nothing is scored).
+    pub matching: Option<String>,
     /// A blocking key held by more records than this yields no candidates (default 25).
     pub max_block_size: Option<usize>,
     /// An identifier value held by records with more than this many different given names
@@ -290,11 +294,21 @@ impl RawResolution {
                 )),
             }
         }
+        let matching = match self.matching.as_deref() {
+            None => d.matching,
+            Some(m) => Matching::parse(m).unwrap_or_else(|| {
+                errors.push(format!(
+                    "resolution.matching: `{m}` is not `probabilistic` or `identifiers`"
+                ));
+                d.matching
+            }),
+        };
         let identifier_weight = self.identifier_weight.unwrap_or(d.identifier_weight);
         if !identifier_weight.is_finite() || identifier_weight < 0.0 {
             errors.push("resolution.identifier_weight: must be a finite number >= 0".into());
         }
         ResolverConfig {
+            matching,
             max_block_size: positive(
                 "max_block_size",
                 self.max_block_size,
@@ -421,7 +435,7 @@ mod tests {
             &f,
             "[survivorship]\ndefault = \"source_priority\"\nsource_priority = [\"crm\"]\n\
              [survivorship.attributes]\ncompany = \"longest\"\n\
-             [resolution]\nmax_block_size = 50\nunique_kinds = [\"email\"]\n",
+             [resolution]\nmax_block_size = 50\nunique_kinds = [\"email\"]\nmatching = \"identifiers\"\n",
         )
         .unwrap();
         let c = Config::load(Some(&f), None).unwrap();
@@ -431,10 +445,11 @@ mod tests {
             SurvivorshipRule::Longest
         );
         assert_eq!(c.resolution.max_block_size, 50);
+        assert_eq!(c.resolution.matching, Matching::Identifiers);
         std::fs::write(
             &f,
             "[survivorship]\ndefault = \"source_priority\"\n[survivorship.attributes]\nshoe = \"longest\"\ncompany = \"newest\"\n\
-             [resolution]\nmax_block_size = 0\nunique_kinds = [\"shoe_size\"]\n",
+             [resolution]\nmax_block_size = 0\nunique_kinds = [\"shoe_size\"]\nmatching = \"fuzzy\"\n",
         )
         .unwrap();
         let err = format!("{:#}", Config::load(Some(&f), None).unwrap_err());
@@ -444,6 +459,7 @@ mod tests {
             "survivorship.source_priority",
             "resolution.max_block_size",
             "resolution.unique_kinds",
+            "resolution.matching: `fuzzy` is not `probabilistic` or `identifiers`",
         ] {
             assert!(err.contains(want), "{want} in {err}");
         }
@@ -458,6 +474,7 @@ mod tests {
             ["crm", "billing", "helpdesk"]
         );
         assert_eq!(c.resolution.max_block_size, 25);
+        assert_eq!(c.resolution.matching, Matching::Probabilistic);
     }
 
     #[test]

@@ -138,7 +138,7 @@ pub fn ingest(
                     read += raws.len() as u64;
                     // Mapping and preparing (screening, serializing) run here, off the writer thread.
                     let batch = map_batch(connector, &connector_name, raws, run_version)
-                        .prepare(&cfg.policy);
+                        .prepare_for(&cfg.policy, cfg.resolution.matching);
                     if let Some((done, _)) = source.progress() {
                         bar.set_position(done_bytes + done);
                     }
