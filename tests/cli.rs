@@ -557,3 +557,58 @@ fn train_saves_versioned_parameters_and_reresolve_keeps_ids() {
         "every record still linked"
     );
 }
+
+#[test]
+fn identifier_matching_links_by_shared_identifiers_and_explains_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let config = write(
+        dir.path(),
+        "onetruth.toml",
+        "[resolution]\nmatching = \"identifiers\"\n",
+    );
+    let shop = write(dir.path(), "shop.toml", MANIFEST);
+    let crm = write(dir.path(), "crm.toml", CRM_MANIFEST);
+    let shop_csv = write(
+        dir.path(),
+        "shop.csv",
+        "id,updated,email,phone,name\ns1,1,Jane@Example.com,(415) 555-2671,Jane Doe\n",
+    );
+    // c2 has Jane's name but none of her identifiers: scoring could link it, identifiers not.
+    let crm_jsonl = write(
+        dir.path(),
+        "crm.jsonl",
+        "{\"contact_id\":\"c1\",\"contact\":{\"email\":\"jane@example.com\",\"first\":\"Jane\",\"last\":\"Doe\"}}\n\
+         {\"contact_id\":\"c2\",\"contact\":{\"email\":\"jdoe@work.example\",\"first\":\"Jane\",\"last\":\"Doe\"}}\n",
+    );
+    let with_config = |args: &[&str]| {
+        let mut all = vec!["--config", config.as_str()];
+        all.extend_from_slice(args);
+        ok(&db, &all)
+    };
+    with_config(&["ingest", "--connector", &shop, &shop_csv]);
+    with_config(&["ingest", "--connector", &crm, &crm_jsonl]);
+    let jane = customer_of(&db, "shop:s1");
+    assert_eq!(customer_of(&db, "crm:c1"), jane);
+    assert_ne!(customer_of(&db, "crm:c2"), jane);
+
+    let pair: serde_json::Value =
+        serde_json::from_str(&with_config(&["explain-pair", "crm:c1", "shop:s1", "--json"]).stdout)
+            .unwrap();
+    assert_eq!(pair["matching"], "identifiers", "{pair}");
+    assert_eq!(pair["decision"], "accepted", "{pair}");
+    assert_eq!(
+        pair["shared_identifiers"],
+        serde_json::json!(["email:jane@example.com"]),
+        "{pair}"
+    );
+    let text = with_config(&["explain-pair", "crm:c1", "shop:s1"]).stdout;
+    assert!(
+        text.contains("shared identifiers: email:jane@example.com")
+            && text.contains("matching: identifiers"),
+        "{text}"
+    );
+    let stats: serde_json::Value =
+        serde_json::from_str(&with_config(&["stats", "--json"]).stdout).unwrap();
+    assert_eq!(stats["possible_pairs"], 0, "{stats}");
+}

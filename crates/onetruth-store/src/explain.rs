@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, HashSet};
 
 use onetruth_model::CustomerId;
-use onetruth_resolve::RecordView;
 use onetruth_resolve::score::{Comparison, MatchScore, compare_records, score_records};
+use onetruth_resolve::{Matching, RecordView};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
@@ -42,6 +42,12 @@ pub struct PairExplanation {
     pub decision: Option<String>,
     /// Identifier values of either record that are generic and therefore ignored.
     pub generic_values: Vec<String>,
+    /// Linkable, non-generic identifier values both records hold (`kind:value`): what links
+    /// the pair under identifier matching, and a strong field in the score otherwise.
+    pub shared_identifiers: Vec<String>,
+    /// How this store decides links (`[resolution] matching`): under `identifiers` a shared
+    /// identifier is the link and the score is shown for reference only.
+    pub matching: Matching,
 }
 
 /// Every link inside a customer and every link refused at its edge.
@@ -195,6 +201,22 @@ impl Store {
         }
         generic_values.sort();
         generic_values.dedup();
+        let mut shared_identifiers: Vec<String> = left
+            .view
+            .identifiers
+            .iter()
+            .filter(|i| {
+                i.linkable
+                    && right
+                        .view
+                        .identifiers
+                        .iter()
+                        .any(|j| j.linkable && j.kind == i.kind && j.value == i.value)
+            })
+            .map(|i| format!("{}:{}", i.kind.as_str(), i.value))
+            .collect();
+        shared_identifiers.sort();
+        shared_identifiers.dedup();
         let comparison = compare_records(&left.view, &right.view);
         let score = score_records(
             &left.view,
@@ -216,6 +238,8 @@ impl Store {
             score,
             decision,
             generic_values,
+            shared_identifiers,
+            matching: self.resolution.matching,
         }
     }
 

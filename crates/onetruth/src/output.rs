@@ -279,6 +279,19 @@ fn write_pair(w: &mut impl Write, p: &onetruth_store::PairExplanation) -> anyhow
             p.generic_values.join(", ")
         )?;
     }
+    if !p.shared_identifiers.is_empty() {
+        writeln!(
+            w,
+            "  shared identifiers: {}",
+            p.shared_identifiers.join(", ")
+        )?;
+    }
+    if p.matching == onetruth_resolve::Matching::Identifiers {
+        writeln!(
+            w,
+            "  matching: identifiers (a shared identifier links the pair; the score is for reference)"
+        )?;
+    }
     writeln!(
         w,
         "  decision: {}",
