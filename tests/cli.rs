@@ -611,4 +611,10 @@ fn identifier_matching_links_by_shared_identifiers_and_explains_them() {
     let stats: serde_json::Value =
         serde_json::from_str(&with_config(&["stats", "--json"]).stdout).unwrap();
     assert_eq!(stats["possible_pairs"], 0, "{stats}");
+    assert_eq!(stats["matching"], "identifiers", "{stats}");
+    assert!(
+        with_config(&["stats"])
+            .stdout
+            .contains("matching               identifiers")
+    );
 }

@@ -112,6 +112,8 @@ pub struct Stats {
     pub largest_overflows: Vec<(String, i64)>,
     /// The active match parameters: `None` for the shipped defaults.
     pub match_parameters: Option<crate::ParametersInfo>,
+    /// How this store is configured to decide links (`[resolution] matching`).
+    pub matching: onetruth_resolve::Matching,
 }
 
 /// An identifier value held by records with too many different names to link anyone.
@@ -468,6 +470,7 @@ impl Store {
             ..Stats::default()
         };
         s.match_parameters = self.parameters_info()?;
+        s.matching = self.resolution.matching;
         s.generic_values = self
             .generic_values()?
             .into_iter()

@@ -198,6 +198,7 @@ pub fn print_stats(s: &Stats, json: bool) -> anyhow::Result<()> {
     for (k, n) in &s.largest_overflows {
         writeln!(w, "  {k:<30} {n} records")?;
     }
+    writeln!(w, "matching               {}", s.matching.as_str())?;
     match &s.match_parameters {
         Some(p) => writeln!(w, "match parameters       #{} ({})", p.id, p.origin)?,
         None => writeln!(w, "match parameters       shipped defaults")?,
