@@ -1292,8 +1292,12 @@ impl Resolver {
                             );
                             (w, self.params.band(w))
                         }
-                        // Every key is an active identifier value: the pair shares one.
-                        Matching::Identifiers => (self.config.identifier_weight, Band::Link),
+                        // Every key is an active identifier value, so the pair shares one,
+                        // unless two values' 64-bit key hashes collide: the values decide.
+                        Matching::Identifiers if features.shares_identifier(&other.features) => {
+                            (self.config.identifier_weight, Band::Link)
+                        }
+                        Matching::Identifiers => (0.0, Band::NoLink),
                     };
                     if band != Band::NoLink {
                         new_edges.push(Edge {
@@ -2203,6 +2207,44 @@ mod tests {
                 Some(ResolverConfig::default().identifier_weight)
             );
         }
+    }
+
+    /// Identifier matching links on the values, not on their 64-bit key hashes alone.
+    #[test]
+    fn shared_identifiers_are_checked_on_the_values() {
+        let f = |spec: &str, external: Option<&str>| {
+            let mut v = view("x", spec);
+            if let Some(e) = external {
+                v.identifiers.push(ident(IdentifierKind::External, e));
+            }
+            Features::of(&v)
+        };
+        let ann = f("Ann Lee - ann@x.com +14155550100", Some("crm:1"));
+        for (other, shares) in [
+            (f("- - - ann@x.com -", None), true),
+            (f("- - - - +14155550100", None), true),
+            (f("- - - - -", Some("crm:1")), true),
+            (f("Ann Lee - ann@y.com +14155550101", Some("crm:2")), false),
+            (f("- - - - -", Some("billing:1")), false),
+        ] {
+            assert_eq!(ann.shares_identifier(&other), shares, "{other:?}");
+            assert_eq!(other.shares_identifier(&ann), shares, "{other:?}");
+        }
+        // A generic value is parked: it no longer counts as shared.
+        let mut switchboard = f("- - - - +14155550100", None);
+        switchboard.set_generic("phone", "+14155550100", true);
+        assert!(!ann.shares_identifier(&switchboard));
+        // Two different emails whose key hashes collide share a block, and do not link (no
+        // names: no guard stands in the way).
+        let mut r = resolver_matching(Matching::Identifiers);
+        let a = input(1, "- - - ann@x.com -", Matching::Identifiers);
+        let mut b = input(2, "- - - bob@y.com -", Matching::Identifiers);
+        b.hashes = a.hashes.clone();
+        r.upsert(1, a);
+        r.upsert(2, b);
+        let res = r.resolve(&mut 1);
+        assert_eq!(res.pairs_scored, 1, "the collision made them candidates");
+        assert_eq!(groups(&r), set(&[&[1], &[2]]));
     }
 
     #[test]

@@ -523,6 +523,19 @@ impl Features {
         }
     }
 
+    /// Whether both records hold one linkable identifier value (generic values are parked and
+    /// do not count): what a shared identifier blocking key says, checked on the values.
+    pub fn shares_identifier(&self, other: &Features) -> bool {
+        self.emails
+            .iter()
+            .any(|a| other.emails.iter().any(|b| a.address() == b.address()))
+            || self.phones.iter().any(|a| other.phones.contains(a))
+            || match (&self.rare, &other.rare) {
+                (Some(a), Some(b)) => a.identifiers.iter().any(|x| b.identifiers.contains(x)),
+                _ => false,
+            }
+    }
+
     /// What the guards read, without the fields only scoring reads (addresses, company): the
     /// features of a resolver that links by identifiers alone.
     pub fn for_guards(ids: &[Identifier], a: &Attributes, name: &PersonName) -> Features {
