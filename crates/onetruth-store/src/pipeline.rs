@@ -8,6 +8,9 @@
 //! for the previous commit), so it never sees a half-written group. If another connection
 //! writes meanwhile (`PRAGMA data_version` moves), the plan it would have overwritten comes
 //! back, the state is reloaded from the tables and the groups are planned again.
+//!
+//! A third thread copies the WAL into the database file while the writer commits
+//! (`WalCheckpoints`).
 
 use std::collections::VecDeque;
 use std::sync::mpsc;
@@ -63,12 +66,27 @@ impl Store {
         // the hook replaces the automatic checkpoint, which would run inside the commit.
         self.conn.wal_hook(Some(note_wal_pages));
         let conn = &mut self.conn;
+        let checkpointer = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        checkpointer.busy_timeout(std::time::Duration::from_secs(10))?;
         let (result, state) = std::thread::scope(|scope| {
             let (to_writer, plans) = mpsc::sync_channel::<Box<WritePlan>>(1);
             let (to_planner, outcomes) = mpsc::channel::<Outcome>();
+            let (wake, woken) = mpsc::sync_channel::<()>(1);
+            let (copied, done) = mpsc::channel::<()>();
+            scope.spawn(move || checkpoint_when_woken(checkpointer, woken, copied));
             let checkpoint_pages = self.stream_checkpoint_pages;
-            let writer = scope
-                .spawn(move || write_plans(conn, version, checkpoint_pages, plans, to_planner));
+            let writer = scope.spawn(move || {
+                let checkpoint = WalCheckpoints {
+                    pages: checkpoint_pages,
+                    wake,
+                    done,
+                    copying: false,
+                };
+                write_plans(conn, version, checkpoint, plans, to_planner)
+            });
             let mut planner = Planner {
                 state,
                 reader: &reader,
@@ -129,7 +147,7 @@ fn note_wal_pages(_: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite:
 fn write_plans(
     conn: &mut Connection,
     mut expected: i64,
-    checkpoint_pages: u32,
+    mut checkpoint: WalCheckpoints,
     plans: mpsc::Receiver<Box<WritePlan>>,
     outcomes: mpsc::Sender<Outcome>,
 ) -> Result<i64, StoreError> {
@@ -155,24 +173,74 @@ fn write_plans(
         if outcomes.send(outcome).is_err() || failed {
             break;
         }
-        // Checkpoint here, after the planner has its answer, rather than inside the commit:
-        // the planner resolves the next group meanwhile instead of waiting (and the reader,
-        // behind it, keeps mapping). Between transactions, so the WAL restarts at the next
-        // one; a passive checkpoint does not wait for the planner's reads.
-        if committed && i64::from(WAL_PAGES.get()) >= i64::from(checkpoint_pages) {
-            WAL_PAGES.set(0);
-            let started = std::time::Instant::now();
-            match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                Ok(()) => tracing::debug!(
-                    checkpoint_us = started.elapsed().as_micros() as u64,
-                    "wal checkpointed"
-                ),
-                // Nothing is lost: the frames stay in the WAL for the next checkpoint.
-                Err(e) => tracing::warn!(error = %e, "wal checkpoint failed"),
-            }
+        if committed {
+            checkpoint.after_commit(conn);
         }
     }
     Ok(expected)
+}
+
+/// How a stream's writer keeps the WAL short. Copying a WAL of `pages` pages into the
+/// database (and syncing it) takes seconds; done between two transactions, it held up the
+/// writer and so the planner and the reader behind it. So the bulk is copied by a passive
+/// checkpoint on another thread and connection while the writer goes on committing, and the
+/// writer then copies what it committed meanwhile itself, between two transactions: only a
+/// checkpoint that leaves no frame behind lets the next transaction restart the WAL.
+struct WalCheckpoints {
+    /// WAL pages after which the bulk copy starts.
+    pages: u32,
+    /// Starts a bulk copy on the checkpointer thread.
+    wake: mpsc::SyncSender<()>,
+    /// The checkpointer's answer: a bulk copy is over.
+    done: mpsc::Receiver<()>,
+    /// A bulk copy is under way.
+    copying: bool,
+}
+
+impl WalCheckpoints {
+    /// Called by the writer between transactions, after answering the planner.
+    fn after_commit(&mut self, conn: &Connection) {
+        if self.copying {
+            if self.done.try_recv().is_ok() {
+                self.copying = false;
+                WAL_PAGES.set(0);
+                // Passive: it does not wait for the planner's reads (if one holds frames
+                // back, the next bulk copy takes them).
+                passive_checkpoint(conn, "wal tail checkpointed");
+            }
+        } else if i64::from(WAL_PAGES.get()) >= i64::from(self.pages) {
+            // The checkpointer is gone only if the scope is unwinding.
+            self.copying = self.wake.send(()).is_ok();
+        }
+    }
+}
+
+/// The checkpointer thread of a stream: a passive checkpoint each time the writer asks, on
+/// its own connection, answered when it is over.
+fn checkpoint_when_woken(conn: Connection, woken: mpsc::Receiver<()>, done: mpsc::Sender<()>) {
+    for () in woken {
+        passive_checkpoint(&conn, "wal checkpointed");
+        if done.send(()).is_err() {
+            break;
+        }
+    }
+}
+
+/// A passive checkpoint, logged at debug. Nothing is lost when one fails: the frames stay in
+/// the WAL for the next.
+fn passive_checkpoint(conn: &Connection, what: &'static str) {
+    let started = std::time::Instant::now();
+    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+        Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+    }) {
+        Ok((wal_pages, copied)) => tracing::debug!(
+            wal_pages,
+            copied,
+            checkpoint_us = started.elapsed().as_micros() as u64,
+            "{what}"
+        ),
+        Err(e) => tracing::warn!(error = %e, "wal checkpoint failed"),
+    }
 }
 
 /// The planning side of [`Store::apply_stream`].

@@ -646,7 +646,7 @@ fn the_pipelined_writer_gives_what_group_by_group_gives() {
 }
 
 #[test]
-fn the_pipelined_writer_checkpoints_between_groups_past_its_threshold() {
+fn the_pipelined_writer_checkpoints_past_its_threshold() {
     let records = tangled(400);
     // Returns the store, its directory and the WAL file's size right after the stream.
     let stream = |checkpoint_pages: Option<u32>| {
@@ -670,9 +670,10 @@ fn the_pipelined_writer_checkpoints_between_groups_past_its_threshold() {
     let (d_every, s_every, wal_every) = stream(Some(1));
     assert_eq!(partition(&s_every), partition(&s_default));
     assert_eq!(evidence(&d_every), evidence(&d_default));
-    // Below the default threshold nothing is checkpointed and the WAL holds every group; past
-    // a threshold of one page, each commit is checkpointed and the next one starts the WAL
-    // over, so it never holds much more than a group.
+    // Below the default threshold nothing is checkpointed and the WAL holds every group. Past
+    // a threshold of one page, a commit starts a copy on the checkpointer thread, the writer
+    // copies the rest after the next commit, and the one after starts the WAL over: it never
+    // holds much more than two groups.
     assert!(
         wal_every * 2 < wal_default,
         "WAL {wal_every} bytes with a checkpoint after every group, {wal_default} without"
