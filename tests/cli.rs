@@ -587,7 +587,15 @@ fn identifier_matching_links_by_shared_identifiers_and_explains_them() {
         ok(&db, &all)
     };
     with_config(&["ingest", "--connector", &shop, &shop_csv]);
-    with_config(&["ingest", "--connector", &crm, &crm_jsonl]);
+    let crm_run = with_config(&["ingest", "--connector", &crm, &crm_jsonl]);
+    // Nothing is scored: the summary counts the one pair that shares an identifier.
+    assert!(
+        crm_run
+            .stdout
+            .contains("; 1 candidate pairs sharing an identifier"),
+        "{}",
+        crm_run.stdout
+    );
     let jane = customer_of(&db, "shop:s1");
     assert_eq!(customer_of(&db, "crm:c1"), jane);
     assert_ne!(customer_of(&db, "crm:c2"), jane);

@@ -323,19 +323,23 @@ struct Rows {
 }
 
 impl Rows {
-    /// The batches back, with the resolver inputs staging took recomputed (from the record
-    /// JSON, as the resolver's loader does), for planning again.
+    /// The batches back as they were prepared, with the resolver inputs staging took
+    /// recomputed (from the record JSON, as the resolver's loader does, for the matching each
+    /// batch was prepared for: staging recomputes a batch's inputs only when that differs from
+    /// the store's), for planning again.
     fn into_batches(self) -> Result<Vec<PreparedBatch>, StoreError> {
         let mut batches = self.batches;
-        for rec in batches.iter_mut().flat_map(|b| b.records.iter_mut()) {
-            if rec.is_entity && rec.resolver_input.is_none() {
-                rec.resolver_input = Some(resolver_input_of(
-                    0,
-                    &rec.source,
-                    &rec.source_id,
-                    &rec.record_json,
-                    Matching::Probabilistic,
-                )?);
+        for b in &mut batches {
+            for rec in &mut b.records {
+                if rec.is_entity && rec.resolver_input.is_none() {
+                    rec.resolver_input = Some(resolver_input_of(
+                        0,
+                        &rec.source,
+                        &rec.source_id,
+                        &rec.record_json,
+                        b.matching,
+                    )?);
+                }
             }
         }
         Ok(batches)

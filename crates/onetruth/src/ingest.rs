@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use onetruth_connect::{Manifest, Mapper, RawBody, Source};
 use onetruth_connector_file::{FileParams, FileSource};
+use onetruth_resolve::Matching;
 use onetruth_store::{ApplySummary, Batch, PreparedBatch, QuarantineEntry, Store};
 
 use crate::config::Config;
@@ -22,13 +23,21 @@ pub struct IngestReport {
     pub read: u64,
     pub summary: ApplySummary,
     pub elapsed: Duration,
+    /// How pairs became links, for the wording of the summary.
+    pub matching: Matching,
 }
 
 impl IngestReport {
     pub fn line(&self) -> String {
         let secs = self.elapsed.as_secs_f64().max(1e-9);
+        // Identifier matching scores nothing: its candidate pairs share an identifier and are
+        // linked unless a guard refuses them.
+        let pairs = match self.matching {
+            Matching::Probabilistic => "candidate pairs scored",
+            Matching::Identifiers => "candidate pairs sharing an identifier",
+        };
         format!(
-            "read {} / applied {} / unchanged {} / quarantined {} in {:.2}s ({:.0} records/s); customers created {}, merges {}, splits {}; {} candidate pairs scored",
+            "read {} / applied {} / unchanged {} / quarantined {} in {:.2}s ({:.0} records/s); customers created {}, merges {}, splits {}; {} {pairs}",
             self.read,
             self.summary.applied,
             self.summary.unchanged,
@@ -123,7 +132,10 @@ pub fn ingest(
     let connector_name = format!("file:{}", connector.manifest.source);
     let (tx, rx) = mpsc::sync_channel::<PreparedBatch>(8);
     let batch_size = cfg.batch_size;
-    let mut report = IngestReport::default();
+    let mut report = IngestReport {
+        matching: cfg.resolution.matching,
+        ..IngestReport::default()
+    };
 
     let read = std::thread::scope(|scope| -> anyhow::Result<u64> {
         let reader = scope.spawn(|| -> anyhow::Result<u64> {
