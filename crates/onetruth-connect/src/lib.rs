@@ -6,9 +6,11 @@
 //! [`Mapper`] applies it. Connectors never touch the store: the daemon applies what they yield
 //! and writes their checkpoint in the same transaction.
 
+mod json;
 mod manifest;
 mod mapping;
 
+pub use json::JsonRef;
 pub use manifest::*;
 pub use mapping::{MapError, Mapped, Mapper};
 
@@ -25,12 +27,19 @@ impl std::fmt::Display for Position {
     }
 }
 
-/// The body of a raw record: a parsed JSON object, or text that could not be parsed (kept so it
-/// can be quarantined with its reason instead of being dropped).
+/// The body of a raw record: a parsed JSON object, the text of one, or text that could not be
+/// read as a record (kept so it can be quarantined with its reason instead of being dropped).
 #[derive(Debug, Clone, PartialEq)]
 pub enum RawBody {
     Parsed(serde_json::Map<String, serde_json::Value>),
-    Malformed { text: String, reason: String },
+    /// The text of a JSON object as delivered (a JSONL line). The mapper parses it, borrowing
+    /// its strings, and keeps it as the raw payload; text that is not a JSON object is
+    /// quarantined with serde_json's reason.
+    Json(String),
+    Malformed {
+        text: String,
+        reason: String,
+    },
 }
 
 /// One record as the transport delivered it.

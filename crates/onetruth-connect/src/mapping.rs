@@ -7,6 +7,7 @@ use onetruth_model::{
 };
 use serde_json::{Map, Value};
 
+use crate::json::{JsonRef, Node, Object};
 use crate::manifest::*;
 use crate::{RawBody, RawRecord};
 
@@ -419,14 +420,20 @@ impl Mapper {
     /// Map one raw record. `run_version` is the version used when the manifest names no
     /// version field (the time the run started, so a later run supersedes an earlier one).
     pub fn map(&self, raw: &RawRecord, run_version: i64) -> Result<Mapped, MapError> {
-        let obj = match &raw.body {
-            RawBody::Parsed(obj) => obj,
-            RawBody::Malformed { reason, .. } => return Err(MapError(reason.clone())),
-        };
-        let mut record = self.map_object(obj, run_version)?;
-        record.raw = Value::Object(obj.clone());
-        record.raw_text = raw.text.clone();
-        Ok(record)
+        match &raw.body {
+            RawBody::Parsed(obj) => {
+                let mut record = self.map_object(obj, run_version)?;
+                record.raw = Value::Object(obj.clone());
+                record.raw_text = raw.text.clone();
+                Ok(record)
+            }
+            RawBody::Json(text) => {
+                let mut record = self.map_text(text, run_version)?;
+                record.raw_text = Some(text.clone());
+                Ok(record)
+            }
+            RawBody::Malformed { reason, .. } => Err(MapError(reason.clone())),
+        }
     }
 
     /// Like [`Mapper::map`], moving the payload into `raw` instead of copying it; on failure
@@ -438,13 +445,19 @@ impl Mapper {
     ) -> Result<Mapped, (MapError, RawRecord)> {
         let mapped = match &raw.body {
             RawBody::Parsed(obj) => self.map_object(obj, run_version),
+            RawBody::Json(text) => self.map_text(text, run_version),
             RawBody::Malformed { reason, .. } => Err(MapError(reason.clone())),
         };
         match mapped {
             Ok(mut record) => {
-                if let RawBody::Parsed(obj) = raw.body {
-                    record.raw = Value::Object(obj);
-                    record.raw_text = raw.text;
+                match raw.body {
+                    RawBody::Parsed(obj) => {
+                        record.raw = Value::Object(obj);
+                        record.raw_text = raw.text;
+                    }
+                    // The text is the payload, kept as delivered.
+                    RawBody::Json(text) => record.raw_text = Some(text),
+                    RawBody::Malformed { .. } => {}
                 }
                 Ok(record)
             }
@@ -452,7 +465,16 @@ impl Mapper {
         }
     }
 
-    fn map_object(&self, obj: &Map<String, Value>, run_version: i64) -> Result<Mapped, MapError> {
+    /// Parse a JSON object's text (borrowing its strings) and map it.
+    fn map_text(&self, text: &str, run_version: i64) -> Result<Mapped, MapError> {
+        match JsonRef::parse(text) {
+            Ok(obj @ JsonRef::Object(_)) => self.map_object(&obj, run_version),
+            Ok(_) => Err(MapError("json line is not an object".into())),
+            Err(e) => Err(MapError(format!("invalid json: {e}"))),
+        }
+    }
+
+    fn map_object<O: Object>(&self, obj: &O, run_version: i64) -> Result<Mapped, MapError> {
         let c = &self.compiled;
         let source_id = text(obj, &c.id)?
             .ok_or_else(|| MapError(format!("record.id: missing {}", describe(&c.id))))?;
@@ -460,7 +482,7 @@ impl Mapper {
             None => run_version,
             Some((path, name, kind)) => {
                 let v = lookup(obj, path, name)
-                    .and_then(scalar_text)
+                    .and_then(Node::scalar_text)
                     .ok_or_else(|| MapError(format!("record.version: missing field `{name}`")))?;
                 match kind {
                     VersionKind::Integer => v.parse::<i64>().map_err(|_| {
@@ -480,7 +502,7 @@ impl Mapper {
         let op = match &c.delete_when {
             Some((path, whole, equals)) => {
                 let hit = lookup(obj, path, whole)
-                    .and_then(scalar_text)
+                    .and_then(Node::scalar_text)
                     .is_some_and(|v| v.to_lowercase() == *equals);
                 if hit { Op::Delete } else { Op::Upsert }
             }
@@ -633,43 +655,44 @@ fn describe(f: &Field) -> String {
 
 /// Look a path up: the whole dotted string as one key first (CSV headers may contain dots), then
 /// segment by segment through objects and arrays.
-fn lookup<'a>(obj: &'a Map<String, Value>, path: &[String], whole: &str) -> Option<&'a Value> {
+fn lookup<'a, O: Object>(obj: &'a O, path: &[String], whole: &str) -> Option<&'a O::Node> {
     if !whole.is_empty()
-        && let Some(v) = obj.get(whole)
+        && let Some(v) = obj.member(whole)
     {
         return Some(v);
     }
     let (first, rest) = path.split_first()?;
-    let mut cur = obj.get(first)?;
+    let mut cur = obj.member(first)?;
     for seg in rest {
-        cur = match cur {
-            Value::Object(m) => m.get(seg)?,
-            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
-            _ => return None,
+        cur = match cur.member(seg) {
+            Some(m) => m,
+            None => cur.elements()?.get(seg.parse::<usize>().ok()?)?,
         };
     }
     Some(cur)
 }
 
-/// A scalar as trimmed text; empty and null are absent.
-fn scalar_text(v: &Value) -> Option<String> {
-    let s = match v {
-        Value::String(s) => s.trim().to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        _ => return None,
-    };
-    (!s.is_empty()).then_some(s)
+/// What a field reads: a node of the record, or text the manifest made (a constant, a
+/// template).
+enum Got<'a, N> {
+    Node(&'a N),
+    Text(String),
 }
 
-fn raw_value<'a>(
-    obj: &'a Map<String, Value>,
-    f: &'a Field,
-) -> Result<Option<std::borrow::Cow<'a, Value>>, MapError> {
-    use std::borrow::Cow;
+impl<N: Node> Got<'_, N> {
+    /// As trimmed text; empty and null are absent.
+    fn scalar_text(&self) -> Option<String> {
+        match self {
+            Got::Node(n) => n.scalar_text(),
+            Got::Text(t) => Some(t.trim().to_string()).filter(|t| !t.is_empty()),
+        }
+    }
+}
+
+fn raw_value<'a, O: Object>(obj: &'a O, f: &Field) -> Result<Option<Got<'a, O::Node>>, MapError> {
     Ok(match &f.value {
-        FieldSource::Path(path, whole) => lookup(obj, path, whole).map(Cow::Borrowed),
-        FieldSource::Const(c) => Some(Cow::Owned(Value::String(c.clone()))),
+        FieldSource::Path(path, whole) => lookup(obj, path, whole).map(Got::Node),
+        FieldSource::Const(c) => Some(Got::Text(c.clone())),
         FieldSource::Template(parts) => {
             let mut out = String::new();
             // A template with placeholders but no value for any of them is absent (not its
@@ -679,7 +702,7 @@ fn raw_value<'a>(
                 match p {
                     TemplatePart::Text(t) => out.push_str(t),
                     TemplatePart::Path(path, whole) => {
-                        if let Some(v) = lookup(obj, path, whole).and_then(scalar_text) {
+                        if let Some(v) = lookup(obj, path, whole).and_then(Node::scalar_text) {
                             out.push_str(&v);
                             filled = true;
                         }
@@ -687,17 +710,17 @@ fn raw_value<'a>(
                 }
             }
             let collapsed = out.split_whitespace().collect::<Vec<_>>().join(" ");
-            (filled && !collapsed.is_empty()).then_some(Cow::Owned(Value::String(collapsed)))
+            (filled && !collapsed.is_empty()).then_some(Got::Text(collapsed))
         }
     })
 }
 
-fn text(obj: &Map<String, Value>, f: &Field) -> Result<Option<String>, MapError> {
-    let v = raw_value(obj, f)?.and_then(|v| scalar_text(&v));
+fn text<O: Object>(obj: &O, f: &Field) -> Result<Option<String>, MapError> {
+    let v = raw_value(obj, f)?.and_then(|v| v.scalar_text());
     Ok(v.or_else(|| f.default.clone()))
 }
 
-fn opt_text(obj: &Map<String, Value>, f: &Option<Field>) -> Result<Option<String>, MapError> {
+fn opt_text<O: Object>(obj: &O, f: &Option<Field>) -> Result<Option<String>, MapError> {
     match f {
         Some(f) => text(obj, f),
         None => Ok(None),
@@ -706,12 +729,12 @@ fn opt_text(obj: &Map<String, Value>, f: &Option<Field>) -> Result<Option<String
 
 /// A value for traits and event data: numbers and booleans keep their JSON type; strings are
 /// trimmed; a `format` turns the value into an ISO timestamp.
-fn typed(obj: &Map<String, Value>, f: &Field) -> Result<Option<Value>, MapError> {
+fn typed<O: Object>(obj: &O, f: &Field) -> Result<Option<Value>, MapError> {
     let Some(v) = raw_value(obj, f)? else {
         return Ok(f.default.clone().map(Value::String));
     };
     if let Some(fmt) = &f.format {
-        let Some(s) = scalar_text(&v) else {
+        let Some(s) = v.scalar_text() else {
             return Ok(None);
         };
         let t = fmt.timestamp(&s).ok_or_else(|| {
@@ -725,7 +748,11 @@ fn typed(obj: &Map<String, Value>, f: &Field) -> Result<Option<Value>, MapError>
             t.to_rfc3339_opts(SecondsFormat::Secs, true),
         )));
     }
-    Ok(match v.into_owned() {
+    let v = match v {
+        Got::Node(n) => n.to_value(),
+        Got::Text(t) => Value::String(t),
+    };
+    Ok(match v {
         Value::String(s) if s.trim().is_empty() => f.default.clone().map(Value::String),
         Value::String(s) => Some(Value::String(s.trim().to_string())),
         Value::Null => f.default.clone().map(Value::String),
@@ -734,17 +761,16 @@ fn typed(obj: &Map<String, Value>, f: &Field) -> Result<Option<Value>, MapError>
 }
 
 /// All values of an identifier field: arrays are split, and strings on `split`.
-fn values(
-    obj: &Map<String, Value>,
-    f: &Field,
-    split: Option<&str>,
-) -> Result<Vec<String>, MapError> {
+fn values<O: Object>(obj: &O, f: &Field, split: Option<&str>) -> Result<Vec<String>, MapError> {
     let Some(v) = raw_value(obj, f)? else {
         return Ok(f.default.clone().into_iter().collect());
     };
-    let items: Vec<String> = match v.as_ref() {
-        Value::Array(a) => a.iter().filter_map(scalar_text).collect(),
-        other => scalar_text(other).into_iter().collect(),
+    let items: Vec<String> = match &v {
+        Got::Node(n) => match n.elements() {
+            Some(a) => a.iter().filter_map(Node::scalar_text).collect(),
+            None => n.scalar_text().into_iter().collect(),
+        },
+        Got::Text(_) => v.scalar_text().into_iter().collect(),
     };
     let items: Vec<String> = match split {
         Some(sep) => items

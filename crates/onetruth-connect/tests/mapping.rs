@@ -24,8 +24,32 @@ fn raw(v: Value) -> RawRecord {
     }
 }
 
+/// Map `v` as a parsed object, and as the text of a JSONL line (which the mapper parses
+/// itself, borrowing its strings): both must give the same record or the same error.
 fn map(m: &Mapper, v: Value) -> Result<SourceRecord, MapError> {
-    m.map(&raw(v), RUN_VERSION)
+    let parsed = m.map(&raw(v.clone()), RUN_VERSION);
+    let text = v.to_string();
+    let line = RawRecord {
+        position: Position("test:1".into()),
+        body: RawBody::Json(text.clone()),
+        text: None,
+    };
+    match (&parsed, m.map(&line, RUN_VERSION)) {
+        (Ok(a), Ok(mut b)) => {
+            assert_eq!(
+                b.raw_text.as_deref(),
+                Some(text.as_str()),
+                "the line is the payload"
+            );
+            assert_eq!(b.raw, Value::Null);
+            b.raw = a.raw.clone();
+            b.raw_text = a.raw_text.clone();
+            assert_eq!(a, &b, "mapped from the text of {v}");
+        }
+        (Err(a), Err(b)) => assert_eq!(a, &b, "mapped from the text of {v}"),
+        (a, b) => panic!("{v}: parsed {a:?}, from its text {b:?}"),
+    }
+    parsed
 }
 
 fn ok(m: &Mapper, v: Value) -> SourceRecord {
@@ -633,6 +657,35 @@ fn bad_records_fail_with_a_reason_and_bad_values_are_flagged() {
         m.map(&malformed, 1).unwrap_err(),
         MapError("invalid json: EOF while parsing a string".into())
     );
+
+    // A JSONL line the transport passed on as text is refused by the mapper, with
+    // serde_json's reason (a position, never the content).
+    for (text, reason) in [
+        (
+            "{\"id\": 1, \"email\": \"jane@",
+            "invalid json: EOF while parsing a string at line 1 column 25",
+        ),
+        (
+            "{\"id\": 1} {",
+            "invalid json: trailing characters at line 1 column 11",
+        ),
+        ("[1, 2]", "json line is not an object"),
+        ("\"jane@example.com\"", "json line is not an object"),
+    ] {
+        let line = RawRecord {
+            position: Position("f:4".into()),
+            body: RawBody::Json(text.into()),
+            text: None,
+        };
+        assert_eq!(
+            m.map(&line, 1).unwrap_err(),
+            MapError(reason.into()),
+            "{text}"
+        );
+        let (e, back) = m.map_owned(line.clone(), 1).unwrap_err();
+        assert_eq!(e, MapError(reason.into()));
+        assert_eq!(back, line, "handed back whole, for quarantine");
+    }
 
     // Values that cannot be normalized do not fail the record: they are kept, flagged.
     let r = ok(

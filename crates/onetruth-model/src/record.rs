@@ -27,11 +27,12 @@ pub struct SourceRecord {
     /// Timestamped interactions carried by this record (calls, invoices, tickets).
     #[serde(default)]
     pub events: Vec<Event>,
-    /// The raw source payload, kept verbatim so nothing is lost by mapping.
+    /// The raw source payload, kept verbatim so nothing is lost by mapping (null when
+    /// `raw_text` holds it).
     #[serde(default)]
     pub raw: serde_json::Value,
-    /// `raw` as the JSON text the transport delivered, when it had one (a JSONL line): stored
-    /// as the payload exactly as it came, instead of serializing `raw` again. In memory only.
+    /// The payload as the JSON text the transport delivered, when it had one (a JSONL line):
+    /// stored exactly as it came; the mapper read it without building `raw`. In memory only.
     #[serde(skip)]
     #[schemars(skip)]
     pub raw_text: Option<String>,

@@ -269,13 +269,17 @@ fn manifests_map_every_record_and_identifiers_normalize() {
             Some(TrapClass::NoSharedId) => no_shared.entry(&t.person).or_default().push(keys),
             Some(TrapClass::Placeholder) => {
                 let (kind, text) = t.group.split_once(':').unwrap();
+                // A JSONL record keeps its payload as the line's text; a CSV row as parsed.
+                let payload: serde_json::Value = match &r.raw_text {
+                    Some(line) => serde_json::from_str(line).unwrap(),
+                    None => r.raw.clone(),
+                };
                 let raw = match kind {
-                    "email" => r.raw.get("Email").or(r.raw.get("email")),
-                    _ => r
-                        .raw
+                    "email" => payload.get("Email").or(payload.get("email")),
+                    _ => payload
                         .get("Phone")
-                        .or(r.raw.get("phone"))
-                        .or(r.raw.get("phone_number")),
+                        .or(payload.get("phone"))
+                        .or(payload.get("phone_number")),
                 };
                 assert_eq!(raw.and_then(|v| v.as_str()), Some(text));
             }

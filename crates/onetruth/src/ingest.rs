@@ -231,7 +231,7 @@ pub fn map_batch(
                     RawBody::Parsed(obj) => raw
                         .text
                         .unwrap_or_else(|| serde_json::Value::Object(obj).to_string()),
-                    RawBody::Malformed { text, .. } => text,
+                    RawBody::Json(text) | RawBody::Malformed { text, .. } => text,
                 };
                 tracing::debug!(position = %raw.position, reason = %e, "record quarantined");
                 batch.quarantine.push(QuarantineEntry {
