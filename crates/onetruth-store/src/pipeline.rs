@@ -62,8 +62,9 @@ impl Store {
         // The plans are written by the same code as `apply_group`, which runs with the checks
         // on (and is what the tests check them with); they come back on at the end.
         self.conn.execute_batch("PRAGMA foreign_keys = OFF")?;
-        // The writer checkpoints itself, after answering the planner (see `write_plans`):
-        // the hook replaces the automatic checkpoint, which would run inside the commit.
+        // The stream checkpoints on its own schedule (`WalCheckpoints`): the hook, which tells
+        // the writer the WAL's size, replaces the automatic checkpoint, which would run inside
+        // the commit.
         self.conn.wal_hook(Some(note_wal_pages));
         let conn = &mut self.conn;
         let checkpointer = Connection::open_with_flags(
