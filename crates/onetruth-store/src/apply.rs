@@ -875,7 +875,7 @@ impl Store {
         let (summary, written) = execute(&tx, &plan)?;
         let committing = std::time::Instant::now();
         tx.commit()?;
-        log_group(&plan, &summary, written, committing.elapsed());
+        log_group(&plan, &summary, written, Some(committing.elapsed()));
         // Our own commits leave data_version unchanged; the next group compares to it.
         state.data_version = data_version(&self.conn)?;
         self.state = Some(state);
@@ -892,19 +892,20 @@ pub(crate) fn data_version(conn: &rusqlite::Connection) -> Result<i64, StoreErro
 }
 
 /// Where a group's time goes (stage: version checks and block index; resolve: scoring and
-/// clustering; write: SQL statements; commit), for tuning.
+/// clustering; write: SQL statements; commit, when the group's transaction ends with it), for
+/// tuning.
 pub(crate) fn log_group(
     plan: &WritePlan,
     summary: &ApplySummary,
     written: std::time::Duration,
-    committed: std::time::Duration,
+    committed: Option<std::time::Duration>,
 ) {
     tracing::debug!(
         records = plan.len(),
         stage_us = plan.staged.as_micros() as u64,
         resolve_us = plan.resolved.as_micros() as u64,
         write_us = written.as_micros() as u64,
-        commit_us = committed.as_micros() as u64,
+        commit_us = committed.map(|d| d.as_micros() as u64),
         pairs = summary.pairs_scored,
         "group applied"
     );

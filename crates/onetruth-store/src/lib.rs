@@ -24,6 +24,7 @@ pub use apply::{ApplySummary, Batch, CuratorDecision, PreparedBatch, QuarantineE
 pub use explain::*;
 pub use onetruth_model::SourceRecord;
 pub use pcache::{install_page_cache, skipped_truncations};
+pub use pipeline::StreamCommit;
 pub use query::*;
 pub use schema::{SCHEMA_VERSION, identifier_key, identifier_key_columns};
 pub use train::{ParametersInfo, TrainingOutcome, TrainingSettings};
@@ -111,6 +112,8 @@ pub struct Store {
     state: Option<apply::WriterState>,
     /// See [`Store::set_stream_checkpoint_pages`].
     stream_checkpoint_pages: u32,
+    /// See [`Store::set_stream_commit`].
+    stream_commit: pipeline::StreamCommit,
 }
 
 pub(crate) fn now_micros() -> i64 {
@@ -201,6 +204,7 @@ impl Store {
             survivorship: options.survivorship,
             state: None,
             stream_checkpoint_pages: pipeline::STREAM_CHECKPOINT_PAGES,
+            stream_commit: pipeline::StreamCommit::default(),
         })
     }
 

@@ -9,23 +9,63 @@
 //! writes meanwhile (`PRAGMA data_version` moves), the plan it would have overwritten comes
 //! back, the state is reloaded from the tables and the groups are planned again.
 //!
+//! A transaction may hold several groups: the writer commits when it holds
+//! [`StreamCommit::records`] records or its oldest uncommitted group is
+//! [`StreamCommit::interval`] old, and whenever the planner must read the tables. Every commit
+//! rewrites the random-order index pages it touched, so fewer, larger commits write fewer bytes.
+//!
 //! A third thread copies the WAL into the database file while the writer commits
 //! (`WalCheckpoints`).
 
 use std::collections::VecDeque;
 use std::sync::mpsc;
 
-use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::apply::{WritePlan, WriterState, data_version, execute, log_group, lookup_existing};
 use crate::{ApplySummary, PreparedBatch, Store, StoreError};
 
-/// What the SQLite thread says about a plan.
+/// What the planner asks of the SQLite thread.
+enum ToWriter {
+    /// Write this group (one answer: `Written`, `Conflict` or `Failed`).
+    Plan(Box<WritePlan>),
+    /// Commit what is written (one answer: `Committed` or `Failed`).
+    Commit,
+}
+
+/// What the SQLite thread answers.
 enum Outcome {
-    Committed(ApplySummary),
+    /// The group is written; `committed` says whether its transaction is committed yet.
+    Written {
+        summary: ApplySummary,
+        committed: bool,
+    },
+    /// Nothing written is left uncommitted.
+    Committed,
     /// Another connection wrote since the last commit: the plan was not written.
     Conflict(Box<WritePlan>),
     Failed(StoreError),
+}
+
+/// When a stream's writer commits (see the module docs). Groups of one transaction are all
+/// committed or all rolled back, with the last one's connector checkpoint; a crash loses at
+/// most what one transaction holds, and the checkpoint says where to resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamCommit {
+    /// Commit once the transaction holds this many records (default 50,000).
+    pub records: u64,
+    /// Commit once the oldest uncommitted group was written this long ago (default 1 s),
+    /// even if no group follows. Zero commits every group.
+    pub interval: std::time::Duration,
+}
+
+impl Default for StreamCommit {
+    fn default() -> Self {
+        StreamCommit {
+            records: 50_000,
+            interval: std::time::Duration::from_secs(1),
+        }
+    }
 }
 
 impl Store {
@@ -36,9 +76,15 @@ impl Store {
         self.stream_checkpoint_pages = pages;
     }
 
-    /// Apply groups of prepared batches, each in one transaction like
-    /// [`Store::apply_group`], with resolving and writing overlapped on two threads. For
-    /// bulk ingest; returns the summary of every group.
+    /// When [`Store::apply_stream`]'s writer commits (default [`StreamCommit::default`]).
+    pub fn set_stream_commit(&mut self, commit: StreamCommit) {
+        self.stream_commit = commit;
+    }
+
+    /// Apply groups of prepared batches, each written like [`Store::apply_group`] and
+    /// committed as [`Store::set_stream_commit`] says, with resolving and writing overlapped
+    /// on two threads. For bulk ingest; returns the summary of every group once all are
+    /// committed.
     pub fn apply_stream(
         &mut self,
         groups: impl Iterator<Item = Vec<PreparedBatch>>,
@@ -73,12 +119,13 @@ impl Store {
         )?;
         checkpointer.busy_timeout(std::time::Duration::from_secs(10))?;
         let (result, state) = std::thread::scope(|scope| {
-            let (to_writer, plans) = mpsc::sync_channel::<Box<WritePlan>>(1);
+            let (to_writer, plans) = mpsc::sync_channel::<ToWriter>(1);
             let (to_planner, outcomes) = mpsc::channel::<Outcome>();
             let (wake, woken) = mpsc::sync_channel::<()>(1);
             let (copied, done) = mpsc::channel::<()>();
             scope.spawn(move || checkpoint_when_woken(checkpointer, woken, copied));
             let checkpoint_pages = self.stream_checkpoint_pages;
+            let commit = self.stream_commit;
             let writer = scope.spawn(move || {
                 let checkpoint = WalCheckpoints {
                     pages: checkpoint_pages,
@@ -86,7 +133,7 @@ impl Store {
                     done,
                     copying: false,
                 };
-                write_plans(conn, version, checkpoint, plans, to_planner)
+                write_plans(conn, version, commit, checkpoint, plans, to_planner)
             });
             let mut planner = Planner {
                 state,
@@ -94,6 +141,7 @@ impl Store {
                 resolution: &resolution,
                 outcomes: &outcomes,
                 in_flight: false,
+                uncommitted: false,
                 retry: VecDeque::new(),
                 total: ApplySummary::default(),
             };
@@ -103,13 +151,13 @@ impl Store {
             let last_version = writer
                 .join()
                 .unwrap_or(Err(StoreError::ThreadStopped("the store writer thread")));
-            let state = match (&result, last_version) {
-                (Ok(_), Ok(v)) => {
+            let (result, state) = match (result, last_version) {
+                (Ok(total), Ok(v)) => {
                     let mut state = planner.state;
                     state.data_version = v;
-                    Some(state)
+                    (Ok(total), Some(state))
                 }
-                _ => None,
+                (Err(e), _) | (Ok(_), Err(e)) => (Err(e), None),
             };
             (result, state)
         });
@@ -143,42 +191,112 @@ fn note_wal_pages(_: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite:
     Ok(())
 }
 
-/// The SQLite side: write and commit each plan, unless another connection wrote first.
-/// Returns the data_version after the last commit.
+/// The SQLite side: write each plan, unless another connection wrote first, and commit as
+/// `commit` says or when the planner asks. Returns the data_version after the last commit.
 fn write_plans(
-    conn: &mut Connection,
+    conn: &Connection,
     mut expected: i64,
+    commit: StreamCommit,
     mut checkpoint: WalCheckpoints,
-    plans: mpsc::Receiver<Box<WritePlan>>,
+    plans: mpsc::Receiver<ToWriter>,
     outcomes: mpsc::Sender<Outcome>,
 ) -> Result<i64, StoreError> {
-    for plan in plans {
-        let outcome = (|| -> Result<Outcome, StoreError> {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let now = data_version(&tx)?;
-            if now != expected {
-                // Rolled back on drop. The planner reloads from what is committed now.
-                expected = now;
-                return Ok(Outcome::Conflict(plan));
+    let mut open: Option<OpenTransaction> = None;
+    loop {
+        let message = match &open {
+            None => plans.recv().ok(),
+            Some(t) => {
+                match plans.recv_timeout(commit.interval.saturating_sub(t.began.elapsed())) {
+                    Ok(m) => Some(m),
+                    // Nothing came in time: what is written must not wait for the next group.
+                    // Nobody asked, so only a failure is answered.
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        if let Some(t) = open.take()
+                            && let Err(e) = t.commit(conn, &mut expected)
+                        {
+                            let _ = outcomes.send(Outcome::Failed(e));
+                            break;
+                        }
+                        checkpoint.after_commit(conn);
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => None,
+                }
             }
-            let (summary, written) = execute(&tx, &plan)?;
-            let committing = std::time::Instant::now();
-            tx.commit()?;
-            log_group(&plan, &summary, written, committing.elapsed());
-            expected = data_version(conn)?;
-            Ok(Outcome::Committed(summary))
-        })();
+        };
+        // The planner commits before it stops; if it stopped on an error, the open
+        // transaction is rolled back on drop.
+        let Some(message) = message else { break };
+        let outcome = match message {
+            ToWriter::Commit => match open.take() {
+                Some(t) => t.commit(conn, &mut expected).map(|()| Outcome::Committed),
+                None => Ok(Outcome::Committed),
+            },
+            ToWriter::Plan(plan) => (|| -> Result<Outcome, StoreError> {
+                if open.is_none() {
+                    let tx = Transaction::new_unchecked(conn, TransactionBehavior::Immediate)?;
+                    let now = data_version(&tx)?;
+                    if now != expected {
+                        // Rolled back on drop. The planner reloads from what is committed now.
+                        expected = now;
+                        return Ok(Outcome::Conflict(plan));
+                    }
+                    open = Some(OpenTransaction {
+                        tx,
+                        began: std::time::Instant::now(),
+                        records: 0,
+                        groups: 0,
+                    });
+                }
+                let t = open.as_mut().expect("opened above when there was none");
+                let (summary, written) = execute(&t.tx, &plan)?;
+                t.records += plan.len();
+                t.groups += 1;
+                log_group(&plan, &summary, written, None);
+                let due = t.records >= commit.records || t.began.elapsed() >= commit.interval;
+                if due && let Some(t) = open.take() {
+                    t.commit(conn, &mut expected)?;
+                }
+                Ok(Outcome::Written {
+                    summary,
+                    committed: open.is_none(),
+                })
+            })(),
+        };
         let failed = outcome.is_err();
-        let committed = matches!(outcome, Ok(Outcome::Committed(_)));
         let outcome = outcome.unwrap_or_else(Outcome::Failed);
         if outcomes.send(outcome).is_err() || failed {
             break;
         }
-        if committed {
+        if open.is_none() {
             checkpoint.after_commit(conn);
         }
     }
     Ok(expected)
+}
+
+/// The writer's transaction while it holds groups not yet committed.
+struct OpenTransaction<'c> {
+    tx: Transaction<'c>,
+    began: std::time::Instant,
+    records: u64,
+    groups: u32,
+}
+
+impl OpenTransaction<'_> {
+    fn commit(self, conn: &Connection, expected: &mut i64) -> Result<(), StoreError> {
+        let committing = std::time::Instant::now();
+        self.tx.commit()?;
+        tracing::debug!(
+            records = self.records,
+            groups = self.groups,
+            open_us = self.began.elapsed().as_micros() as u64,
+            commit_us = committing.elapsed().as_micros() as u64,
+            "transaction committed"
+        );
+        *expected = data_version(conn)?;
+        Ok(())
+    }
 }
 
 /// How a stream's writer keeps the WAL short. Copying a WAL of `pages` pages into the
@@ -202,7 +320,14 @@ impl WalCheckpoints {
     /// Called by the writer between transactions, after answering the planner.
     fn after_commit(&mut self, conn: &Connection) {
         if self.copying {
-            if self.done.try_recv().is_ok() {
+            // Past twice the threshold the writer waits for the copy: the WAL stays bounded
+            // even when the checkpointer falls behind.
+            let done = if i64::from(WAL_PAGES.get()) >= 2 * i64::from(self.pages) {
+                self.done.recv().is_ok()
+            } else {
+                self.done.try_recv().is_ok()
+            };
+            if done {
                 self.copying = false;
                 WAL_PAGES.set(0);
                 // Passive: it does not wait for the planner's reads (if one holds frames
@@ -252,6 +377,8 @@ struct Planner<'a> {
     outcomes: &'a mpsc::Receiver<Outcome>,
     /// A plan is with the writer and not yet answered.
     in_flight: bool,
+    /// The writer may hold written groups it has not committed.
+    uncommitted: bool,
     /// Groups to plan again (after a conflict), before new ones.
     retry: VecDeque<Vec<PreparedBatch>>,
     total: ApplySummary,
@@ -261,12 +388,12 @@ impl Planner<'_> {
     fn run(
         &mut self,
         mut groups: impl Iterator<Item = Vec<PreparedBatch>>,
-        to_writer: &mpsc::SyncSender<Box<WritePlan>>,
+        to_writer: &mpsc::SyncSender<ToWriter>,
     ) -> Result<ApplySummary, StoreError> {
         loop {
             let Some(batches) = self.retry.pop_front().or_else(|| groups.next()) else {
-                // The end: wait for the last commit, which may send its group back.
-                match self.settle()? {
+                // The end: wait for the last group and commit it; it may come back.
+                match self.flush(to_writer)? {
                     Some(refused) => {
                         self.plan_again(refused, Vec::new())?;
                         continue;
@@ -274,10 +401,10 @@ impl Planner<'_> {
                     None => break,
                 }
             };
-            // Records that may be stored are looked up in the tables: wait for the commit
-            // in flight so the lookup sees it.
+            // Records that may be stored are looked up in the tables: wait for the groups
+            // written so far to be committed so the lookup sees them.
             if self.state.may_know_any(&batches)
-                && let Some(refused) = self.settle()?
+                && let Some(refused) = self.flush(to_writer)?
             {
                 self.plan_again(refused, batches)?;
                 continue;
@@ -287,7 +414,7 @@ impl Planner<'_> {
                 .stage(batches, &mut |rec| lookup_existing(self.reader, rec))?;
             if staged.needs_resolver() && !self.state.has_resolver() {
                 // Loading reads the tables too.
-                if let Some(refused) = self.settle()? {
+                if let Some(refused) = self.flush(to_writer)? {
                     self.plan_again(refused, staged.into_batches()?)?;
                     continue;
                 }
@@ -299,12 +426,8 @@ impl Planner<'_> {
                 self.plan_again(refused, plan.into_batches()?)?;
                 continue;
             }
-            if to_writer.send(Box::new(plan)).is_err() {
-                // The writer stopped: its outcome says why.
-                return match self.outcomes.recv() {
-                    Ok(Outcome::Failed(e)) => Err(e),
-                    _ => Err(StoreError::ThreadStopped("the store writer thread")),
-                };
+            if to_writer.send(ToWriter::Plan(Box::new(plan))).is_err() {
+                return Err(self.writer_stopped());
             }
             self.in_flight = true;
         }
@@ -319,13 +442,53 @@ impl Planner<'_> {
         }
         self.in_flight = false;
         match self.outcomes.recv() {
-            Ok(Outcome::Committed(summary)) => {
+            Ok(Outcome::Written { summary, committed }) => {
                 self.total += summary;
+                self.uncommitted = !committed;
                 Ok(None)
             }
-            Ok(Outcome::Conflict(plan)) => Ok(Some(plan)),
+            // Refused only at the start of a transaction: everything before is committed.
+            Ok(Outcome::Conflict(plan)) => {
+                self.uncommitted = false;
+                Ok(Some(plan))
+            }
             Ok(Outcome::Failed(e)) => Err(e),
-            Err(_) => Err(StoreError::ThreadStopped("the store writer thread")),
+            // `Committed` answers only `flush`, which waits for it itself.
+            Ok(Outcome::Committed) | Err(_) => {
+                Err(StoreError::ThreadStopped("the store writer thread"))
+            }
+        }
+    }
+
+    /// [`Planner::settle`], then have the writer commit what it holds: the planner is about to
+    /// read the tables, or the stream is over.
+    fn flush(
+        &mut self,
+        to_writer: &mpsc::SyncSender<ToWriter>,
+    ) -> Result<Option<Box<WritePlan>>, StoreError> {
+        if let Some(refused) = self.settle()? {
+            return Ok(Some(refused));
+        }
+        if self.uncommitted {
+            // The writer may have committed on its own meanwhile; it answers all the same.
+            self.uncommitted = false;
+            if to_writer.send(ToWriter::Commit).is_err() {
+                return Err(self.writer_stopped());
+            }
+            match self.outcomes.recv() {
+                Ok(Outcome::Committed) => {}
+                Ok(Outcome::Failed(e)) => return Err(e),
+                Ok(_) | Err(_) => return Err(StoreError::ThreadStopped("the store writer thread")),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Why the writer stopped taking messages: its last outcome says.
+    fn writer_stopped(&self) -> StoreError {
+        match self.outcomes.recv() {
+            Ok(Outcome::Failed(e)) => e,
+            _ => StoreError::ThreadStopped("the store writer thread"),
         }
     }
 

@@ -1,7 +1,9 @@
 //! Store behaviour on a real SQLite file: idempotence, merges, placeholders, aliases, quarantine.
 
 use onetruth_model::{Attributes, CustomerId, Event, IdentifierKind, Normalizer, Op, SourceRecord};
-use onetruth_store::{Batch, CuratorDecision, QuarantineEntry, Store, StoreError, StoreOptions};
+use onetruth_store::{
+    Batch, CuratorDecision, QuarantineEntry, Store, StoreError, StoreOptions, StreamCommit,
+};
 
 fn store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
@@ -654,6 +656,11 @@ fn the_pipelined_writer_checkpoints_past_its_threshold() {
         if let Some(pages) = checkpoint_pages {
             s.set_stream_checkpoint_pages(pages);
         }
+        // A commit per group: the WAL is checked for after commits.
+        s.set_stream_commit(StreamCommit {
+            records: 1,
+            interval: std::time::Duration::ZERO,
+        });
         let policy = s.policy().clone();
         let groups: Vec<_> = records
             .chunks(40)
@@ -672,8 +679,8 @@ fn the_pipelined_writer_checkpoints_past_its_threshold() {
     assert_eq!(evidence(&d_every), evidence(&d_default));
     // Below the default threshold nothing is checkpointed and the WAL holds every group. Past
     // a threshold of one page, a commit starts a copy on the checkpointer thread, the writer
-    // copies the rest after the next commit, and the one after starts the WAL over: it never
-    // holds much more than two groups.
+    // waits for it after the next commit (the WAL is past twice the threshold) and copies the
+    // rest, and the commit after starts the WAL over: it never holds much more than two groups.
     assert!(
         wal_every * 2 < wal_default,
         "WAL {wal_every} bytes with a checkpoint after every group, {wal_default} without"
@@ -684,6 +691,92 @@ fn the_pipelined_writer_checkpoints_past_its_threshold() {
         .query_row("SELECT count(*) FROM source_records", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 400);
+}
+
+/// Records committed to the store at `dir`, seen through a connection of its own.
+fn committed_records(dir: &tempfile::TempDir) -> i64 {
+    rusqlite::Connection::open(dir.path().join("t.db"))
+        .unwrap()
+        .query_row("SELECT count(*) FROM source_records", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[test]
+fn the_pipelined_writer_commits_several_groups_per_transaction() {
+    let records = tangled(400);
+    let (d1, mut one) = store();
+    one.apply(batch(records.clone())).unwrap();
+
+    let (dir, mut piped) = store();
+    piped.set_stream_commit(StreamCommit {
+        records: 100,
+        interval: std::time::Duration::from_secs(3600),
+    });
+    let policy = piped.policy().clone();
+    let mut chunks = records.chunks(40).map(|c| c.to_vec());
+    let mut pulled = 0;
+    let mut seen = Vec::new();
+    // The writer commits once a transaction holds 100 records: after groups 3, 6 and 9 (120
+    // records each), and the rest at the end.
+    let groups = std::iter::from_fn(|| {
+        pulled += 1;
+        seen.push(committed_records(&dir));
+        chunks.next().map(|c| vec![batch(c).prepare(&policy)])
+    });
+    let summary = piped.apply_stream(groups).unwrap();
+    assert_eq!(summary.applied, 400);
+    assert_eq!(pulled, 11);
+    // When group i + 1 is asked for, groups 1 to i - 1 have been written and group i may be.
+    for (i, n) in seen.iter().enumerate() {
+        let (at_least, at_most) = (120 * (i.saturating_sub(1) / 3), 120 * (i / 3));
+        assert!(
+            (at_least..=at_most).contains(&(*n as usize)) && n % 120 == 0,
+            "{n} records committed when group {} was asked for: {seen:?}",
+            i + 1
+        );
+    }
+    assert_eq!(
+        committed_records(&dir),
+        400,
+        "everything is committed on return"
+    );
+    assert_eq!(partition(&piped), partition(&one));
+    assert_eq!(evidence(&dir), evidence(&d1));
+}
+
+#[test]
+fn the_pipelined_writer_commits_a_group_nobody_follows_within_its_interval() {
+    let records = tangled(80);
+    let (dir, mut piped) = store();
+    piped.set_stream_commit(StreamCommit {
+        records: 1_000_000,
+        interval: std::time::Duration::from_millis(50),
+    });
+    let policy = piped.policy().clone();
+    let mut chunks = records.chunks(40).map(|c| c.to_vec());
+    let mut pulled = 0;
+    let mut waited_for_first = None;
+    // A slow source: the second group comes only once the first is committed (or after 20 s,
+    // which fails the test), as a stream that waits for its input would see it.
+    let groups = std::iter::from_fn(|| {
+        pulled += 1;
+        if pulled == 2 {
+            let started = std::time::Instant::now();
+            while committed_records(&dir) < 40 && started.elapsed().as_secs() < 20 {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            waited_for_first = Some(committed_records(&dir));
+        }
+        chunks.next().map(|c| vec![batch(c).prepare(&policy)])
+    });
+    let summary = piped.apply_stream(groups).unwrap();
+    assert_eq!(summary.applied, 80);
+    assert_eq!(
+        waited_for_first,
+        Some(40),
+        "the first group was committed unasked"
+    );
+    assert_eq!(committed_records(&dir), 80);
 }
 
 #[test]

@@ -10,6 +10,7 @@ use onetruth_resolve::{
     IdentifierPolicy, Matching, ResolverConfig, SURVIVORSHIP_ATTRIBUTES, Survivorship,
     SurvivorshipRule,
 };
+use onetruth_store::StreamCommit;
 use serde::Deserialize;
 
 /// The config file as written.
@@ -56,9 +57,13 @@ pub struct RawApi {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawIngest {
-    /// Records per read batch (default 5000); queued batches are committed together, up to
-    /// 50,000 records per transaction.
+    /// Records per read batch (default 5000).
     pub batch_size: Option<usize>,
+    /// A bulk ingest commits once a transaction holds this many records (default 50,000).
+    pub commit_records: Option<u64>,
+    /// ... or once its oldest uncommitted record was written this many milliseconds ago
+    /// (default 1000; 0 commits every group).
+    pub commit_interval_ms: Option<u64>,
 }
 
 /// `[resolution]`: how records are matched and clustered. Every key is optional; the defaults
@@ -111,6 +116,7 @@ pub struct Config {
     pub policy: IdentifierPolicy,
     pub listen: SocketAddr,
     pub batch_size: usize,
+    pub commit: StreamCommit,
     pub resolution: ResolverConfig,
     pub survivorship: Survivorship,
 }
@@ -206,6 +212,17 @@ impl RawConfig {
         if batch_size == 0 {
             errors.push("ingest.batch_size: must be at least 1".into());
         }
+        let defaults = StreamCommit::default();
+        let commit = StreamCommit {
+            records: self.ingest.commit_records.unwrap_or(defaults.records),
+            interval: self
+                .ingest
+                .commit_interval_ms
+                .map_or(defaults.interval, std::time::Duration::from_millis),
+        };
+        if commit.records == 0 {
+            errors.push("ingest.commit_records: must be at least 1".into());
+        }
         let cache_mib = self.store.cache_mib.unwrap_or(256);
         let resolution = self.resolution.validate(&normalizer, &mut errors);
         let survivorship = self.survivorship.validate(&mut errors);
@@ -221,6 +238,7 @@ impl RawConfig {
             policy,
             listen,
             batch_size,
+            commit,
             resolution,
             survivorship,
         })
@@ -370,11 +388,18 @@ mod tests {
             },
             ingest: RawIngest {
                 batch_size: Some(0),
+                commit_records: Some(0),
+                commit_interval_ms: None,
             },
             ..Default::default()
         };
         let errors = raw.validate(None).unwrap_err();
-        assert_eq!(errors.len(), 6, "{errors:?}");
+        assert_eq!(errors.len(), 7, "{errors:?}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("ingest.commit_records"))
+        );
         assert!(errors[0].starts_with("identifiers.default_region"));
     }
 

@@ -124,6 +124,7 @@ pub fn ingest(
     };
 
     let mut store = crate::open_store(cfg)?;
+    store.set_stream_commit(cfg.commit);
     let started = Instant::now();
     let run_version = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
