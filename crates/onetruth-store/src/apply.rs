@@ -14,7 +14,7 @@ use onetruth_resolve::{IdentifierPolicy, Matching, Resolver, ResolverConfig};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
 
-use crate::schema::identifier_key_columns;
+use crate::schema::{content_hash, identifier_key_columns};
 use crate::{Store, StoreError, now_micros};
 
 /// A record that could not be mapped, kept with its raw payload and the reason.
@@ -76,16 +76,6 @@ pub(crate) struct StoredRecord {
     pub attributes: Attributes,
     #[serde(default)]
     pub events: Vec<Event>,
-}
-
-/// FNV-1a: stable across builds, unlike std's hasher, because stored hashes outlive the binary.
-fn fnv1a(bytes: &[u8]) -> i64 {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    h as i64
 }
 
 /// A record made ready for the writer: placeholders screened, JSON serialized, content hashed.
@@ -182,9 +172,13 @@ impl Batch {
                     policy.screen(&mut e.identifiers);
                 }
                 // Model types serialize infallibly (string keys, no non-finite floats reach
-                // serde_json::Value), so this cannot fail.
-                let record_json = serde_json::to_string(&stored).expect("stored record serializes");
-                let hash = fnv1a(record_json.as_bytes()) ^ i64::from(deleted);
+                // serde_json::Value), so this cannot fail. Sized for a typical record: grown
+                // from serde_json's 128 bytes, the buffer was copied twice.
+                let mut json = Vec::with_capacity(512);
+                serde_json::to_writer(&mut json, &stored).expect("stored record serializes");
+                // serde_json writes UTF-8 only.
+                let record_json = String::from_utf8(json).expect("serde_json writes UTF-8");
+                let hash = content_hash(&record_json, deleted);
                 let is_entity =
                     !deleted && (!stored.identifiers.is_empty() || !stored.attributes.is_empty());
                 let resolver_input = is_entity.then(|| {
