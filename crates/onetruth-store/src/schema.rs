@@ -220,6 +220,27 @@ const MIGRATIONS: &[&str] = &[
     r#"
     UPDATE source_records SET content_hash = content_hash(record, deleted);
     "#,
+    // 7: evidence rows are keyed by their pair (WITHOUT ROWID) instead of a row id with a
+    // unique pair index: one B-tree insert fewer per row. Nothing referred to the row id.
+    r#"
+    CREATE TABLE evidence_by_pair (
+        record_a   INTEGER NOT NULL REFERENCES source_records(id),
+        record_b   INTEGER NOT NULL REFERENCES source_records(id),
+        kind       TEXT NOT NULL,      -- identifier | probabilistic | curator
+        rule       TEXT NOT NULL,      -- the pair's status: accepted, implied, forced, possible, refused_<guard>
+        weight     REAL,               -- match weight
+        details    TEXT,               -- per-field contributions, JSON
+        accepted   INTEGER NOT NULL DEFAULT 1,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (record_a, record_b)
+    ) WITHOUT ROWID;
+    INSERT INTO evidence_by_pair (record_a, record_b, kind, rule, weight, details, accepted, created_at)
+        SELECT record_a, record_b, kind, rule, weight, details, accepted, created_at FROM evidence
+        ORDER BY record_a, record_b;
+    DROP TABLE evidence;
+    ALTER TABLE evidence_by_pair RENAME TO evidence;
+    CREATE INDEX evidence_record_b ON evidence(record_b);
+    "#,
 ];
 
 /// The key of an identifier's rows in `identifiers` and `event_identifiers`: SipHash-1-3
@@ -412,6 +433,72 @@ mod tests {
         let mut store = Store::open(&path, StoreOptions::default()).unwrap();
         let summary = store.apply(batch(2)).unwrap();
         assert_eq!((summary.applied, summary.unchanged), (0, 1));
+    }
+
+    /// Evidence written at schema 6 (row ids and a unique pair index) keeps every pair and
+    /// its decision once keyed by the pair, and a pair is still updated in place.
+    #[test]
+    fn schema_6_evidence_is_keyed_by_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            register_functions(&conn).unwrap();
+            let tx = conn.transaction().unwrap();
+            for sql in &MIGRATIONS[..6] {
+                tx.execute_batch(sql).unwrap();
+            }
+            tx.pragma_update(None, "user_version", 6).unwrap();
+            tx.execute_batch(
+                r#"
+                INSERT INTO customers (id, created_at, version) VALUES (1, 0, 1), (2, 0, 1);
+                INSERT INTO source_records (id, source, source_id, version, customer_id, content_hash, record, first_seen, updated_at)
+                    VALUES (1, 'crm', 'a', 1, 1, 0, '{}', 0, 0), (2, 'crm', 'b', 1, 1, 0, '{}', 0, 0),
+                           (3, 'crm', 'c', 1, 2, 0, '{}', 0, 0);
+                INSERT INTO evidence (record_a, record_b, kind, rule, weight, accepted, created_at)
+                    VALUES (1, 2, 'probabilistic', 'accepted', 14.5, 1, 0),
+                           (1, 3, 'probabilistic', 'possible', 4.0, 0, 0);
+                "#,
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let store = Store::open(&path, StoreOptions::default()).unwrap();
+        let stats = store.stats().unwrap();
+        assert_eq!((stats.links, stats.possible_pairs), (1, 1));
+        let sql: String = store
+            .conn
+            .query_row(
+                "SELECT sql FROM sqlite_schema WHERE name = 'evidence'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(sql.contains("WITHOUT ROWID"), "{sql}");
+        store
+            .conn
+            .execute(
+                "INSERT INTO evidence (record_a, record_b, kind, rule, weight, accepted, created_at)
+                 VALUES (1, 3, 'probabilistic', 'accepted', 15.0, 1, 0)
+                 ON CONFLICT (record_a, record_b) DO UPDATE SET rule = excluded.rule",
+                [],
+            )
+            .unwrap();
+        let rows: Vec<(i64, i64, String)> = store
+            .conn
+            .prepare("SELECT record_a, record_b, rule FROM evidence ORDER BY 1, 2")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            rows,
+            [
+                (1, 2, "accepted".to_string()),
+                (1, 3, "accepted".to_string())
+            ]
+        );
     }
 
     /// A store written at schema 3 (identifier rows keyed by text) is migrated through the
