@@ -1,18 +1,19 @@
 //! The pipelined writer for bulk ingest: this thread stages and resolves group N+1 while a
-//! second thread writes and commits group N, so resolution and SQLite use both cores. Each
-//! group is still one transaction with its checkpoint, and the result is the one
-//! [`Store::apply_group`] gives group by group.
+//! second thread writes group N, so resolution and SQLite use both cores. Each group is
+//! written whole with its checkpoint, and the result is the one [`Store::apply_group`] gives
+//! group by group.
 //!
-//! The planning thread reads the tables through its own read-only connection, and only when
-//! nothing is in flight (a group that may hold stored records, and loading the resolver, wait
-//! for the previous commit), so it never sees a half-written group. If another connection
-//! writes meanwhile (`PRAGMA data_version` moves), the plan it would have overwritten comes
-//! back, the state is reloaded from the tables and the groups are planned again.
+//! A transaction holds whole groups: the writer commits when it holds
+//! [`StreamCommit::records`] records or its first group is [`StreamCommit::interval`] old, and
+//! whenever the planner must read the tables. Every commit rewrites the random-order index pages
+//! it touched, so fewer, larger commits write fewer bytes.
 //!
-//! A transaction may hold several groups: the writer commits when it holds
-//! [`StreamCommit::records`] records or its oldest uncommitted group is
-//! [`StreamCommit::interval`] old, and whenever the planner must read the tables. Every commit
-//! rewrites the random-order index pages it touched, so fewer, larger commits write fewer bytes.
+//! The planning thread reads the tables through its own read-only connection, and only after
+//! the writer has committed what it holds (a group that may hold stored records, loading the
+//! resolver, and the end of the stream ask for it), so it never sees a half-written group. If
+//! another connection writes between two transactions (`PRAGMA data_version` moves), the plan
+//! that would open the next one comes back, the state is reloaded from the tables and the
+//! groups are planned again.
 //!
 //! A third thread copies the WAL into the database file while the writer commits
 //! (`WalCheckpoints`).

@@ -61,8 +61,8 @@ pub struct RawIngest {
     pub batch_size: Option<usize>,
     /// A bulk ingest commits once a transaction holds this many records (default 50,000).
     pub commit_records: Option<u64>,
-    /// ... or once its oldest uncommitted record was written this many milliseconds ago
-    /// (default 1000; 0 commits every group).
+    /// ... or once its first group was written this many milliseconds ago (default 1000; 0
+    /// commits every group).
     pub commit_interval_ms: Option<u64>,
 }
 
