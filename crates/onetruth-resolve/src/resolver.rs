@@ -721,8 +721,8 @@ impl KeyLabels {
             .as_deref()
             .filter(|_| !identifiers_only)
             .map(normalize_name);
-        let given = name.given.as_deref().map(normalize_name);
         if let Some(family) = family.as_deref().filter(|f| !f.is_empty()) {
+            let given = name.given.as_deref().map(normalize_name);
             let soundex = family_name_key_of_normalized(family);
             if let Some(year) = attributes
                 .birth_date
@@ -761,9 +761,8 @@ const VALUE_SEPARATOR: &str = "=";
 
 /// The key of a record's given name for generic-value detection: the first nickname group of
 /// its first word (so Bill and William count once), else the word itself.
-fn given_name_key(name: &PersonName) -> Option<u64> {
-    let given = normalize_name(name.given.as_deref()?);
-    let first = given.split(' ').next().filter(|w| w.len() > 1)?;
+fn given_name_key(name: &NameSpellings) -> Option<u64> {
+    let first = name.given_first_word().filter(|w| w.len() > 1)?;
     let key = nickname_groups(first).into_iter().min().unwrap_or(first);
     Some(hash_str(key))
 }
@@ -827,15 +826,17 @@ impl ResolverInput {
         // Read once, used by the features, the blocking keys and the given-name key.
         let name = PersonName::from_attributes(attributes);
         let labels = KeyLabels::of(identifiers, &screened, attributes, &name, matching);
+        let features = match matching {
+            Matching::Probabilistic => Features::of_parts(identifiers, attributes, &name),
+            Matching::Identifiers => Features::for_guards(identifiers, attributes, &name),
+        };
         ResolverInput {
             key: entry_key(source, source_id),
-            features: match matching {
-                Matching::Probabilistic => Features::of_parts(identifiers, attributes, &name),
-                Matching::Identifiers => Features::for_guards(identifiers, attributes, &name),
-            },
             hashes: labels.iter().map(hash_str).collect(),
             labels,
-            name: given_name_key(&name),
+            // From the spellings the features hold: normalizing the name again cost a copy.
+            name: given_name_key(features.name()),
+            features,
         }
     }
 }
@@ -2076,6 +2077,21 @@ mod tests {
     use super::*;
     use crate::score::{NoTermFrequency, score_features};
     use onetruth_model::{Attributes, Identifier};
+
+    #[test]
+    fn given_name_keys_group_nicknames_and_ignore_initials() {
+        let key =
+            |given: &str| given_name_key(&NameSpellings::new(&PersonName::new(Some(given), None)));
+        assert!(key("Bill").is_some());
+        assert_eq!(key("Bill"), key("William"));
+        assert_eq!(key("  WILLIAM P. "), key("bill"));
+        assert_eq!(key("José"), key("jose"));
+        assert_ne!(key("Bill"), key("Robert"));
+        assert_eq!(key("J"), None);
+        assert_eq!(key("J. Robert"), None);
+        assert_eq!(key("--"), None);
+        assert_eq!(key("Zorro"), Some(hash_str("zorro")));
+    }
 
     #[test]
     fn record_keys_sort_exactly_as_their_text() {

@@ -204,6 +204,10 @@ pub fn split_full_name(full: &str) -> PersonName {
 
 /// The German/Scandinavian spelling of a name's umlauts ("Müller" → "mueller"), when it has any.
 fn umlaut_spelling(raw: &str) -> Option<String> {
+    // Every replaced character is outside ASCII: most names have nothing to rewrite.
+    if raw.is_ascii() {
+        return None;
+    }
     let mut out = String::with_capacity(raw.len() + 4);
     let mut changed = false;
     for c in raw.chars() {
@@ -233,15 +237,14 @@ fn umlaut_spelling(raw: &str) -> Option<String> {
 /// name has umlauts. Empty when the name normalizes to nothing.
 fn spellings(raw: &str, drop_middle_initials: bool) -> Spellings {
     let tidy = |s: String| -> String {
-        if !drop_middle_initials {
-            return s;
+        if drop_middle_initials && has_middle_initials(&s) {
+            s.split(' ')
+                .filter(|w| w.len() > 1)
+                .collect::<Vec<_>>()
+                .join(" ")
+        } else {
+            s
         }
-        // "john p" → "john": a middle initial is often dropped by one system, and says little.
-        let mut words: Vec<&str> = s.split(' ').collect();
-        if words.first().is_some_and(|w| w.len() > 1) {
-            words.retain(|w| w.len() > 1);
-        }
-        words.join(" ")
     };
     let primary = tidy(normalize_name(raw));
     if primary.is_empty() {
@@ -252,6 +255,14 @@ fn spellings(raw: &str, drop_middle_initials: bool) -> Spellings {
         None => Box::new([primary.into_boxed_str()]),
         Some(alt) => Box::new([primary.into_boxed_str(), alt.into_boxed_str()]),
     }
+}
+
+/// "john p" → "john": a middle initial is often dropped by one system, and says little. True
+/// when the first word is longer than a letter and a later one is not (a name of initials
+/// only, "j p", keeps them).
+fn has_middle_initials(name: &str) -> bool {
+    let mut words = name.split(' ');
+    words.next().is_some_and(|w| w.len() > 1) && words.any(|w| w.len() <= 1)
 }
 
 /// A name's spellings: boxed, without spare capacity (a million records hold three each).
@@ -411,17 +422,34 @@ impl NameSpellings {
         !self.given.is_empty()
     }
 
+    /// The first word of the normalized given name (dropping middle initials keeps it).
+    pub fn given_first_word(&self) -> Option<&str> {
+        self.given.first().and_then(|g| g.split(' ').next())
+    }
+
     pub fn new(name: &PersonName) -> Self {
         let family = family_spellings(name.family.as_deref());
-        // Usually identical to the family spellings: kept only when it differs.
-        let as_given = given_spellings(name.family.as_deref());
+        // Usually identical to the family spellings: kept only when it differs. An ASCII name
+        // has a single spelling (no umlauts), which differs read as a given name only when it
+        // drops middle initials; that is decided without normalizing the name again.
+        let family_as_given = match name.family.as_deref() {
+            Some(raw)
+                if raw.is_ascii() && !family.first().is_some_and(|f| has_middle_initials(f)) =>
+            {
+                Spellings::default()
+            }
+            raw => {
+                let as_given = given_spellings(raw);
+                if as_given == family {
+                    Spellings::default()
+                } else {
+                    as_given
+                }
+            }
+        };
         NameSpellings {
             given: given_spellings(name.given.as_deref()),
-            family_as_given: if as_given == family {
-                Spellings::default()
-            } else {
-                as_given
-            },
+            family_as_given,
             family,
         }
     }
@@ -545,6 +573,34 @@ fn soundex(letters: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_family_name_read_as_a_given_name_skips_only_work_that_changes_nothing() {
+        // The shortcut for ASCII names must agree with spelling the name as a given name.
+        for family in [
+            "Smith",
+            "smith j",
+            "J Smith",
+            "j p",
+            "de la Cruz",
+            "O'Brien",
+            "Lee-Smith K.",
+            "--",
+            "Müller",
+            "Müller J",
+            "Nørgaard",
+            "",
+        ] {
+            let n = NameSpellings::new(&PersonName::new(None, Some(family)));
+            let full = given_spellings(Some(family));
+            let expected: &[Box<str>] = if full == n.family { &n.family } else { &full };
+            assert_eq!(n.family_as_given(), expected, "{family:?}");
+        }
+        let n = NameSpellings::new(&PersonName::new(None, Some("Smith J")));
+        assert_eq!(n.family_as_given(), [Box::from("smith")]);
+        assert_eq!(umlaut_spelling("Mueller"), None);
+        assert_eq!(umlaut_spelling("Müller").as_deref(), Some("mueller"));
+    }
 
     #[test]
     fn soundex_matches_reference_values() {
