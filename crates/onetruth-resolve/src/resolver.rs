@@ -1605,7 +1605,10 @@ impl Resolver {
             customers.dedup();
         }
         let mut part_id: Vec<Option<i64>> = vec![None; parts.len()];
-        let mut taken: BTreeSet<i64> = BTreeSet::new();
+        // Old id -> the part that kept it. Each id goes to one part, and fresh ids never equal
+        // an old one, so only old ids need tracking (a bulk load's parts are nearly all new:
+        // no map entry per part).
+        let mut kept: HashMap<i64, usize> = HashMap::default();
         // Oldest first: each old id goes to the part holding most of its records (ties: the
         // larger part, then the first in part order), if that part has no id yet.
         for (c, counts) in &old {
@@ -1617,7 +1620,7 @@ impl Resolver {
                 && part_id[i].is_none()
             {
                 part_id[i] = Some(*c);
-                taken.insert(*c);
+                kept.insert(*c, i);
             }
         }
         // Parts still without an id take the oldest unassigned id among their records', else
@@ -1628,28 +1631,35 @@ impl Resolver {
             }
             let reuse = part_customers[i]
                 .iter()
-                .find(|c| !taken.contains(*c))
+                .find(|c| !kept.contains_key(*c))
                 .copied();
-            let id = reuse.unwrap_or_else(|| {
-                let id = *next_customer;
-                *next_customer += 1;
-                id
-            });
-            taken.insert(id);
+            let id = match reuse {
+                Some(c) => {
+                    kept.insert(c, i);
+                    c
+                }
+                None => {
+                    let id = *next_customer;
+                    *next_customer += 1;
+                    id
+                }
+            };
             *slot = Some(id);
         }
-        let mut facts: BTreeMap<i64, CustomerChange> = BTreeMap::new();
+        // One change per part (part ids are distinct), then one per old id no part kept;
+        // sorted by id at the end.
+        let mut facts: Vec<CustomerChange> = Vec::with_capacity(parts.len());
         for (i, part) in parts.iter().enumerate() {
             let id = part_id[i].expect("every part has an id after the second pass");
-            let created = !old.contains_key(&id);
-            let ch = facts.entry(id).or_insert_with(|| CustomerChange {
+            facts.push(CustomerChange {
                 customer: id,
-                created,
+                created: !old.contains_key(&id),
                 status: CustomerStatus::Active,
                 absorbed: Vec::new(),
                 split_off: Vec::new(),
                 records_changed: false,
             });
+            let ch = facts.last_mut().expect("pushed above");
             for r in part {
                 let entry = self.entries.get_mut(r).expect("parts hold live records");
                 if entry.customer != Some(id) {
@@ -1676,15 +1686,14 @@ impl Resolver {
             ch.absorbed.sort_unstable();
         }
         // Old ids that no part kept.
-        let kept: HashSet<i64> = part_id.iter().flatten().copied().collect();
         for (c, counts) in &old {
             let holders: Vec<i64> = counts
                 .iter()
                 .map(|(i, _)| part_id[*i].expect("assigned"))
                 .collect();
-            if kept.contains(c) {
+            if let Some(&i) = kept.get(c) {
                 // Kept: which other parts took some of its records?
-                let ch = facts.get_mut(c).expect("a kept id has a part");
+                let ch = &mut facts[i];
                 ch.split_off = holders.iter().copied().filter(|h| h != c).collect();
                 ch.split_off.sort_unstable();
                 ch.split_off.dedup();
@@ -1701,30 +1710,28 @@ impl Resolver {
                 [one] => CustomerStatus::MergedInto { into: *one },
                 _ => CustomerStatus::SplitInto { into: into.clone() },
             };
-            facts.insert(
-                *c,
-                CustomerChange {
-                    customer: *c,
-                    created: false,
-                    status,
-                    absorbed: Vec::new(),
-                    split_off: into,
-                    records_changed: true,
-                },
-            );
+            facts.push(CustomerChange {
+                customer: *c,
+                created: false,
+                status,
+                absorbed: Vec::new(),
+                split_off: into,
+                records_changed: true,
+            });
         }
         // Absorbed lists only ids that are gone; a customer that merely gave up some records
         // is a split of that customer, reported on its own entry.
         let gone: HashSet<i64> = facts
-            .values()
+            .iter()
             .filter(|c| c.status != CustomerStatus::Active)
             .map(|c| c.customer)
             .collect();
-        for ch in facts.values_mut() {
+        for ch in &mut facts {
             ch.absorbed.retain(|a| gone.contains(a));
         }
+        facts.sort_unstable_by_key(|c| c.customer);
         out.changes = facts
-            .into_values()
+            .into_iter()
             .filter(|c| {
                 c.created
                     || c.records_changed
