@@ -626,3 +626,95 @@ fn identifier_matching_links_by_shared_identifiers_and_explains_them() {
             .contains("matching               identifiers")
     );
 }
+
+/// `n` shop records as gzipped JSON lines with ids `prefix0..`; with `truncated`, the file
+/// stops a third of the way into its compressed stream (a read error after the first batches).
+fn shop_gz(dir: &std::path::Path, name: &str, prefix: &str, n: usize, truncated: bool) -> String {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    for i in 0..n {
+        // Values that do not compress away, so the stream is long enough to cut.
+        let salt = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        writeln!(
+            gz,
+            r#"{{"id":"{prefix}{i}","updated":1,"email":"p{i}.{salt:x}@example.com","name":"P {salt:x}"}}"#
+        )
+        .unwrap();
+    }
+    let mut bytes = gz.finish().unwrap();
+    if truncated {
+        bytes.truncate(bytes.len() / 3);
+    }
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn a_failed_first_ingest_leaves_no_store_and_a_later_one_keeps_its_committed_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let shop = write(dir.path(), "shop.toml", MANIFEST);
+    let config = write(dir.path(), "small.toml", "[ingest]\nbatch_size = 10\n");
+    let broken = shop_gz(dir.path(), "broken.jsonl.gz", "b", 3000, true);
+    let ingest = |file: &str| {
+        onetruth(
+            &db,
+            &["--config", &config, "ingest", "--connector", &shop, file],
+        )
+    };
+
+    // The store's first ingest is written beside it and moved into place only when whole.
+    let r = ingest(&broken);
+    assert_eq!(r.status, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("broken.jsonl.gz"), "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
+    assert_eq!(
+        r.stderr.matches("incomplete deflate stream").count(),
+        1,
+        "the cause once: {}",
+        r.stderr
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("t.db"))
+        .collect();
+    assert!(left.is_empty(), "a failed first ingest leaves {left:?}");
+
+    let good = shop_gz(dir.path(), "good.jsonl.gz", "g", 3000, false);
+    let r = ingest(&good);
+    assert_eq!(r.status, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("applied 3000"), "{}", r.stdout);
+    assert!(db.exists() && !dir.path().join("t.db.loading").exists());
+    let records = |db: &std::path::Path| -> i64 {
+        let stats: serde_json::Value =
+            serde_json::from_str(&ok(db, &["stats", "--json"]).stdout).unwrap();
+        stats["records"].as_i64().unwrap()
+    };
+    assert_eq!(records(&db), 3000);
+
+    // Into a store that exists, every committed batch stays, with the checkpoint of the last.
+    let r = ingest(&broken);
+    assert_eq!(r.status, 1, "{}", r.stderr);
+    let kept = records(&db) - 3000;
+    assert!(
+        kept > 0 && kept < 3000,
+        "{kept} records kept of the broken file"
+    );
+
+    // `initial_load = false` writes a new store in place, like any other ingest.
+    let in_place = dir.path().join("in_place.db");
+    let config = write(
+        dir.path(),
+        "in_place.toml",
+        "[ingest]\nbatch_size = 10\ninitial_load = false\n",
+    );
+    let r = onetruth(
+        &in_place,
+        &["--config", &config, "ingest", "--connector", &shop, &broken],
+    );
+    assert_eq!(r.status, 1, "{}", r.stderr);
+    let kept = records(&in_place);
+    assert!(kept > 0 && kept < 3000, "{kept} records kept in place");
+}

@@ -54,21 +54,21 @@ pub struct RawRecord {
 
 /// A transport failure (not a bad record: bad records are yielded as [`RawBody::Malformed`]).
 #[derive(Debug, thiserror::Error)]
-#[error("{context}: {source}")]
+// The cause is in the message, not the error chain, so `{:#}` prints it once.
+#[error("{context}: {cause}")]
 pub struct SourceError {
     pub context: String,
-    #[source]
-    pub source: Box<dyn std::error::Error + Send + Sync>,
+    pub cause: Box<dyn std::error::Error + Send + Sync>,
 }
 
 impl SourceError {
     pub fn new(
         context: impl Into<String>,
-        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
         SourceError {
             context: context.into(),
-            source: source.into(),
+            cause: cause.into(),
         }
     }
 }

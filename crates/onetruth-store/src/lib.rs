@@ -8,6 +8,7 @@
 
 mod apply;
 mod explain;
+mod initial;
 mod pcache;
 mod pipeline;
 mod query;
@@ -22,6 +23,7 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use apply::{ApplySummary, Batch, CuratorDecision, PreparedBatch, QuarantineEntry};
 pub use explain::*;
+pub use initial::InitialLoad;
 pub use onetruth_model::SourceRecord;
 pub use pcache::{install_page_cache, skipped_truncations};
 pub use pipeline::StreamCommit;
@@ -47,6 +49,19 @@ pub enum StoreError {
     Corrupt { record_id: i64, message: String },
     #[error("sqlite: {0}")]
     Backend(BackendError),
+    #[error("{path}: {cause}")]
+    Io {
+        path: PathBuf,
+        cause: std::io::Error,
+    },
+    #[error(
+        "another onetruth process is loading {path} for the first time ({path}.loading is locked); wait for it to finish"
+    )]
+    LoadInProgress { path: PathBuf },
+    #[error(
+        "{path} was created by another process during this first load; the load was discarded, run the ingest again"
+    )]
+    CreatedDuringLoad { path: PathBuf },
     /// A helper thread of the store stopped (a bug: its panic message is on stderr).
     #[error("{0} stopped unexpectedly")]
     ThreadStopped(&'static str),
@@ -123,12 +138,30 @@ pub(crate) fn now_micros() -> i64 {
         .unwrap_or(0)
 }
 
+/// How a writable connection journals its transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Journal {
+    /// WAL with `synchronous = NORMAL`: every store.
+    Wal,
+    /// No journal and no fsync: only for a file no one else can see ([`InitialLoad`]), where a
+    /// failed transaction discards the file.
+    Off,
+}
+
 /// WAL pages between automatic checkpoints (80 MiB of 8 KiB pages).
 pub(crate) const CHECKPOINT_PAGES: u32 = 10_000;
 
 impl Store {
     /// Open (and create or migrate, unless read-only) the store at `path`.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Store, StoreError> {
+        Store::open_with(path, options, Journal::Wal)
+    }
+
+    pub(crate) fn open_with(
+        path: &Path,
+        options: StoreOptions,
+        journal: Journal,
+    ) -> Result<Store, StoreError> {
         let open_err = |e| StoreError::Open {
             path: path.to_path_buf(),
             cause: BackendError(e),
@@ -189,10 +222,16 @@ impl Store {
         } else {
             // WAL: readers never block the writer; NORMAL sync is durable against process
             // crashes (a power loss may drop the last transactions, never corrupt the file).
-            conn.execute_batch(&format!(
-                "PRAGMA page_size = 8192; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES};",
-            ))
-            .map_err(open_err)?;
+            let pragmas = match journal {
+                Journal::Wal => format!(
+                    "PRAGMA page_size = 8192; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES};",
+                ),
+                Journal::Off => {
+                    "PRAGMA page_size = 8192; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;"
+                        .to_string()
+                }
+            };
+            conn.execute_batch(&pragmas).map_err(open_err)?;
             schema::register_functions(&conn)?;
             schema::migrate(&mut conn)?;
         }

@@ -2,7 +2,8 @@
 
 use onetruth_model::{Attributes, CustomerId, Event, IdentifierKind, Normalizer, Op, SourceRecord};
 use onetruth_store::{
-    Batch, CuratorDecision, QuarantineEntry, Store, StoreError, StoreOptions, StreamCommit,
+    Batch, CuratorDecision, InitialLoad, QuarantineEntry, Store, StoreError, StoreOptions,
+    StreamCommit,
 };
 
 fn store() -> (tempfile::TempDir, Store) {
@@ -911,4 +912,148 @@ fn identifier_matching_links_only_through_shared_identifiers() {
     let mut p = open("prob.db", &identifiers);
     p.reresolve().unwrap();
     assert_eq!(partition(&p), want_ids);
+}
+
+/// The groups of `records` for a stream: two batches per 60 records, then a repeat of the
+/// first 50 (unchanged records, which make the planner read what the writer committed).
+fn stream_groups(records: &[SourceRecord], s: &Store) -> Vec<Vec<onetruth_store::PreparedBatch>> {
+    let policy = s.policy().clone();
+    let mut groups: Vec<Vec<onetruth_store::PreparedBatch>> = records
+        .chunks(60)
+        .map(|c| {
+            let (a, b) = c.split_at(c.len() / 2);
+            vec![
+                batch(a.to_vec()).prepare(&policy),
+                batch(b.to_vec()).prepare(&policy),
+            ]
+        })
+        .collect();
+    groups.push(vec![batch(records[..50].to_vec()).prepare(&policy)]);
+    groups
+}
+
+#[test]
+fn a_first_load_is_written_beside_the_store_and_moved_into_place_whole() {
+    let records = tangled(400);
+    let (d1, mut wal) = store();
+    let groups = stream_groups(&records, &wal);
+    wal.apply_stream(groups.into_iter()).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let loading = dir.path().join("t.db.loading");
+    let mut load = InitialLoad::begin(&path, StoreOptions::default())
+        .unwrap()
+        .expect("no store yet: a first load");
+    // A commit per group, so that the planner reads committed rows of a file without a journal.
+    load.store().set_stream_commit(StreamCommit {
+        records: 1,
+        interval: std::time::Duration::ZERO,
+    });
+    let groups = stream_groups(&records, load.store());
+    let summary = load.store().apply_stream(groups.into_iter()).unwrap();
+    assert_eq!((summary.applied, summary.unchanged), (400, 50));
+    assert!(!path.exists(), "nothing at the store's path until the end");
+    assert!(loading.exists());
+    load.finish().unwrap();
+    assert!(!loading.exists());
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["t.db"], "no journal, WAL or loading file left");
+
+    let mut s = Store::open(&path, StoreOptions::default()).unwrap();
+    assert_eq!(partition(&s), partition(&wal));
+    assert_eq!(evidence(&dir), evidence(&d1));
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let (mode, check): (String, String) = (
+        conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap(),
+        conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap(),
+    );
+    assert_eq!((mode.as_str(), check.as_str()), ("wal", "ok"));
+    // The store goes on like any other, and a second load is a normal one.
+    let mut changed = records[0].clone();
+    changed.version = 2;
+    changed.attributes.given_name = Some("Zoe".into());
+    s.apply(batch(vec![changed.clone()])).unwrap();
+    wal.apply(batch(vec![changed])).unwrap();
+    assert_eq!(partition(&s), partition(&wal));
+    assert!(
+        InitialLoad::begin(&path, StoreOptions::default())
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[test]
+fn an_unfinished_first_load_leaves_no_store_and_the_next_starts_over() {
+    let records = tangled(100);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let loading = dir.path().join("t.db.loading");
+    let mut load = InitialLoad::begin(&path, StoreOptions::default())
+        .unwrap()
+        .unwrap();
+    let groups = stream_groups(&records, load.store());
+    load.store().apply_stream(groups.into_iter()).unwrap();
+    drop(load);
+    assert!(!path.exists() && !loading.exists());
+
+    // What a crash leaves: a loading file nobody holds, and a stray WAL beside it.
+    std::fs::write(&loading, b"half a store").unwrap();
+    std::fs::write(dir.path().join("t.db.loading-wal"), b"stale frames").unwrap();
+    let mut load = InitialLoad::begin(&path, StoreOptions::default())
+        .unwrap()
+        .unwrap();
+    assert!(!dir.path().join("t.db.loading-wal").exists());
+    let groups = stream_groups(&records, load.store());
+    load.store().apply_stream(groups.into_iter()).unwrap();
+    load.finish().unwrap();
+    let s = Store::open(&path, StoreOptions::default()).unwrap();
+    assert_eq!(s.stats().unwrap().records, 100);
+}
+
+#[test]
+fn a_first_load_is_refused_while_another_runs_and_never_replaces_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let first = InitialLoad::begin(&path, StoreOptions::default())
+        .unwrap()
+        .unwrap();
+    let second = InitialLoad::begin(&path, StoreOptions::default());
+    assert!(
+        matches!(second, Err(StoreError::LoadInProgress { .. })),
+        "{:?}",
+        second.err()
+    );
+    let message = InitialLoad::begin(&path, StoreOptions::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("t.db.loading is locked"), "{message}");
+
+    // A store created meanwhile (by a writer that does not load first) wins.
+    let mut other = Store::open(&path, StoreOptions::default()).unwrap();
+    other
+        .apply(batch(vec![rec(
+            "crm",
+            "kept",
+            1,
+            "Ann",
+            &[("email", "a@x.com")],
+        )]))
+        .unwrap();
+    drop(other);
+    let finished = first.finish();
+    assert!(
+        matches!(finished, Err(StoreError::CreatedDuringLoad { .. })),
+        "{:?}",
+        finished.err()
+    );
+    assert!(!dir.path().join("t.db.loading").exists());
+    let s = Store::open(&path, StoreOptions::default()).unwrap();
+    assert!(s.record_id("crm", "kept").unwrap().is_some());
 }

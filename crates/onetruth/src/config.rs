@@ -64,6 +64,10 @@ pub struct RawIngest {
     /// ... or once its first group was written this many milliseconds ago (default 1000; 0
     /// commits every group).
     pub commit_interval_ms: Option<u64>,
+    /// When the store file does not exist, write it as a new file without a journal and move
+    /// it into place when the ingest ends (default true): about a third less time and bytes
+    /// written, but an interrupted first ingest leaves no store and starts over.
+    pub initial_load: Option<bool>,
 }
 
 /// `[resolution]`: how records are matched and clustered. Every key is optional; the defaults
@@ -117,6 +121,8 @@ pub struct Config {
     pub listen: SocketAddr,
     pub batch_size: usize,
     pub commit: StreamCommit,
+    /// See [`RawIngest::initial_load`].
+    pub initial_load: bool,
     pub resolution: ResolverConfig,
     pub survivorship: Survivorship,
 }
@@ -239,6 +245,7 @@ impl RawConfig {
             listen,
             batch_size,
             commit,
+            initial_load: self.ingest.initial_load.unwrap_or(true),
             resolution,
             survivorship,
         })
@@ -390,6 +397,7 @@ mod tests {
                 batch_size: Some(0),
                 commit_records: Some(0),
                 commit_interval_ms: None,
+                initial_load: None,
             },
             ..Default::default()
         };

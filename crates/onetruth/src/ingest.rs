@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use onetruth_connect::{Manifest, Mapper, RawBody, Source};
 use onetruth_connector_file::{FileParams, FileSource};
 use onetruth_resolve::Matching;
-use onetruth_store::{ApplySummary, Batch, PreparedBatch, QuarantineEntry, Store};
+use onetruth_store::{ApplySummary, Batch, InitialLoad, PreparedBatch, QuarantineEntry, Store};
 
 use crate::config::Config;
 
@@ -123,8 +123,28 @@ pub fn ingest(
         ProgressBar::hidden()
     };
 
-    let mut store = crate::open_store(cfg)?;
-    store.set_stream_commit(cfg.commit);
+    // A store's first ingest writes a new file and moves it into place at the end (see
+    // `InitialLoad`); `load` discards it on every early return.
+    let mut load = if cfg.initial_load {
+        InitialLoad::begin(&cfg.db, crate::store_options(cfg, false))
+            .context("cannot create the store")?
+    } else {
+        None
+    };
+    let mut opened;
+    let store = match load.as_mut() {
+        Some(load) => {
+            tracing::debug!(db = %cfg.db.display(), "first ingest into a new store: initial load");
+            load.store()
+        }
+        None => {
+            opened = crate::open_store(cfg)?;
+            // A first load commits only at its end: what `commit` bounds (what a crash loses) is
+            // all or nothing there.
+            opened.set_stream_commit(cfg.commit);
+            &mut opened
+        }
+    };
     let started = Instant::now();
     let run_version = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -165,19 +185,23 @@ pub fn ingest(
             drop(tx);
             Ok(read)
         });
-        let written = apply_all(&mut store, rx, &mut report.summary);
+        let written = apply_all(store, rx, &mut report.summary);
         let read = reader
             .join()
             .map_err(|_| anyhow::anyhow!("reader thread panicked"))??;
         written?;
         Ok(read)
     })?;
-    bar.finish_and_clear();
-    report.read = read;
-    report.elapsed = started.elapsed();
     // The process exits after an ingest: freeing the resolver's million small allocations one
     // by one would add seconds for nothing.
     store.forget_writer_state();
+    if let Some(load) = load {
+        load.finish()
+            .context("cannot move the new store into place")?;
+    }
+    bar.finish_and_clear();
+    report.read = read;
+    report.elapsed = started.elapsed();
     Ok(report)
 }
 
