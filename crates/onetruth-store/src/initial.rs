@@ -69,8 +69,10 @@ impl InitialLoad {
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
-        // Another process may have finished a first load between the check above and the lock.
+        // Another process may have finished a first load between the check above and the lock;
+        // the file opened here is then an empty one of ours.
         if path.exists() {
+            let _ = std::fs::remove_file(&loading);
             return Ok(None);
         }
         // What a crashed load left behind is of no use: start from an empty file.
