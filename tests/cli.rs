@@ -31,7 +31,7 @@ given_name = "contact.first"
 family_name = "contact.last"
 "#;
 
-fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
+fn write(dir: &std::path::Path, name: &str, text: impl AsRef<[u8]>) -> String {
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
     p.to_str().unwrap().to_string()
@@ -261,7 +261,7 @@ fn bad_input_gives_one_clear_line_and_a_nonzero_exit() {
     let typo = write(
         dir.path(),
         "typo.toml",
-        &MANIFEST.replace("[record]", "[record]\nidd = \"x\""),
+        MANIFEST.replace("[record]", "[record]\nidd = \"x\""),
     );
     let r = onetruth(&db, &["ingest", "--connector", &typo, &data]);
     assert_eq!(r.status, 1);
@@ -645,9 +645,7 @@ fn shop_gz(dir: &std::path::Path, name: &str, prefix: &str, n: usize, truncated:
     if truncated {
         bytes.truncate(bytes.len() / 3);
     }
-    let p = dir.join(name);
-    std::fs::write(&p, bytes).unwrap();
-    p.to_str().unwrap().to_string()
+    write(dir, name, bytes)
 }
 
 #[test]

@@ -619,20 +619,9 @@ fn the_pipelined_writer_gives_what_group_by_group_gives() {
     let reference = partition(&one);
 
     let (d2, mut piped) = store();
-    let policy = piped.policy().clone();
-    // Groups of two batches; the last group repeats records (unchanged ones and a newer
-    // version), which makes the planner wait for the previous commit before its lookups.
-    let mut groups: Vec<Vec<onetruth_store::PreparedBatch>> = records
-        .chunks(60)
-        .map(|c| {
-            let (a, b) = c.split_at(c.len() / 2);
-            vec![
-                batch(a.to_vec()).prepare(&policy),
-                batch(b.to_vec()).prepare(&policy),
-            ]
-        })
-        .collect();
-    groups.push(vec![batch(records[..50].to_vec()).prepare(&policy)]);
+    // The last group repeats records, which makes the planner wait for the previous commit
+    // before its lookups.
+    let groups = stream_groups(&records, &piped);
     let summary = piped.apply_stream(groups.into_iter()).unwrap();
     assert_eq!(summary.applied, 400);
     assert_eq!(summary.unchanged, 50);
