@@ -222,6 +222,7 @@ impl Store {
         } else {
             // WAL: readers never block the writer; NORMAL sync is durable against process
             // crashes (a power loss may drop the last transactions, never corrupt the file).
+            // A first load, which nobody else sees until it is whole, needs neither.
             let pragmas = match journal {
                 Journal::Wal => format!(
                     "PRAGMA page_size = 8192; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES};",
