@@ -48,7 +48,7 @@ impl InitialLoad {
         if path.exists() {
             return Ok(None);
         }
-        let loading = sibling(path, ".loading");
+        let loading = loading_path(path);
         let io = |e: std::io::Error| StoreError::Io {
             path: loading.clone(),
             cause: e,
@@ -194,6 +194,11 @@ impl InitialLoad {
             let _ = thread.join();
         }
     }
+}
+
+/// Where the first load of the store at `path` is written.
+pub(crate) fn loading_path(path: &Path) -> PathBuf {
+    sibling(path, ".loading")
 }
 
 /// `path` with `suffix` appended to its file name.

@@ -43,6 +43,10 @@ pub enum StoreError {
     Open { path: PathBuf, cause: BackendError },
     #[error("database {path} does not exist (run `onetruth ingest` or `onetruth demo` first)")]
     Missing { path: PathBuf },
+    #[error(
+        "database {path} does not exist yet: its first ingest is still running or was interrupted ({path}.loading)"
+    )]
+    StillLoading { path: PathBuf },
     #[error("stored match parameters {id} are invalid: {message}")]
     Parameters { id: i64, message: String },
     #[error("corrupt stored record {record_id}: {message}")]
@@ -168,8 +172,11 @@ impl Store {
         };
         let mut conn = if options.read_only {
             if !path.exists() {
-                return Err(StoreError::Missing {
-                    path: path.to_path_buf(),
+                let path = path.to_path_buf();
+                return Err(if initial::loading_path(&path).exists() {
+                    StoreError::StillLoading { path }
+                } else {
+                    StoreError::Missing { path }
                 });
             }
             Connection::open_with_flags(

@@ -944,6 +944,18 @@ fn a_first_load_is_written_beside_the_store_and_moved_into_place_whole() {
     assert_eq!((summary.applied, summary.unchanged), (400, 50));
     assert!(!path.exists(), "nothing at the store's path until the end");
     assert!(loading.exists());
+    let reader = Store::open(
+        &path,
+        StoreOptions {
+            read_only: true,
+            ..StoreOptions::default()
+        },
+    );
+    let message = reader.err().unwrap().to_string();
+    assert!(
+        message.contains("first ingest is still running or was interrupted"),
+        "{message}"
+    );
     load.finish().unwrap();
     assert!(!loading.exists());
     let names: Vec<String> = std::fs::read_dir(dir.path())
