@@ -38,6 +38,9 @@ pub struct InitialLoad {
     finished: bool,
 }
 
+/// Files SQLite may keep beside a database; a crash can leave them next to `PATH.loading`.
+const SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
+
 /// How often the load's file is synced while it is written.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
@@ -77,7 +80,7 @@ impl InitialLoad {
         }
         // What a crashed load left behind is of no use: start from an empty file.
         lock.set_len(0).map_err(io)?;
-        for suffix in ["-wal", "-shm", "-journal"] {
+        for suffix in SIDE_FILES {
             let stale = sibling(&loading, suffix);
             match std::fs::remove_file(&stale) {
                 Ok(()) => {}
@@ -181,13 +184,15 @@ impl Drop for InitialLoad {
         // A load that did not finish is discarded: close it, then remove what it wrote.
         self.store = None;
         self.stop_flusher();
-        for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(&self.loading);
+        for suffix in SIDE_FILES {
             let _ = std::fs::remove_file(sibling(&self.loading, suffix));
         }
     }
 }
 
 impl InitialLoad {
+    /// Ends the syncing thread (before the final sync, or when the load is discarded).
     fn stop_flusher(&mut self) {
         if let Some((stop, thread)) = self.flusher.take() {
             drop(stop);
