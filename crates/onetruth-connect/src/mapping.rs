@@ -510,7 +510,7 @@ impl Mapper {
         };
 
         let mut attributes = Attributes::default();
-        let mut identifiers = Vec::new();
+        let mut identifiers = Vec::with_capacity(c.identifiers.len());
         for spec in &c.identifiers {
             for v in values(obj, &spec.value, spec.split.as_deref())? {
                 let v = match &spec.system {
@@ -551,7 +551,7 @@ impl Mapper {
             if attributes.full_name.is_none() {
                 attributes.full_name =
                     Some(match (&attributes.given_name, &attributes.family_name) {
-                        (Some(g), Some(f)) => format!("{g} {f}"),
+                        (Some(g), Some(f)) => [g.as_str(), " ", f.as_str()].concat(),
                         _ => full,
                     });
             }
@@ -559,7 +559,8 @@ impl Mapper {
         if attributes.full_name.is_none()
             && let (Some(g), Some(f)) = (&attributes.given_name, &attributes.family_name)
         {
-            attributes.full_name = Some(format!("{g} {f}"));
+            // One exact allocation; format! goes through fmt and grows its buffer.
+            attributes.full_name = Some([g.as_str(), " ", f.as_str()].concat());
         }
         if let Some(f) = &c.birth_date
             && let Some(v) = text(obj, f)?
