@@ -46,6 +46,12 @@ const SIDE_FILES: [&str; 3] = ["-wal", "-shm", "-journal"];
 /// 0.2 – 0.25 s for the final sync at 1M records instead of 0.3 – 0.45 s with a 1 s period.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
 
+/// The most page cache a first load uses, MiB. Nothing reads the store while it loads, and
+/// without a journal every cached page is dirty until the final commit writes it: a larger
+/// cache only makes that last write and its sync longer. At 1M records, 128 instead of 256
+/// took 0.25 GiB off the peak and a third off the kernel time, with the same user time.
+pub const INITIAL_LOAD_CACHE_MIB: u32 = 128;
+
 impl InitialLoad {
     /// Start the first load of the store at `path`, or `Ok(None)` when it exists already (write
     /// it the usual way then).
@@ -95,6 +101,10 @@ impl InitialLoad {
                 }
             }
         }
+        let options = StoreOptions {
+            cache_mib: options.cache_mib.min(INITIAL_LOAD_CACHE_MIB),
+            ..options
+        };
         let mut store = Store::open_with(&loading, options, Journal::Off)?;
         // Nothing is durable before `finish`, so a commit would only write pages that change
         // again later: commit when the planner must read the tables, and at the end (6 – 8%

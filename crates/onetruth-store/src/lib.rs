@@ -23,7 +23,7 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use apply::{ApplySummary, Batch, CuratorDecision, PreparedBatch, QuarantineEntry};
 pub use explain::*;
-pub use initial::InitialLoad;
+pub use initial::{INITIAL_LOAD_CACHE_MIB, InitialLoad};
 pub use onetruth_model::SourceRecord;
 pub use pcache::{install_page_cache, skipped_truncations};
 pub use pipeline::StreamCommit;
