@@ -235,3 +235,39 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     name.push(suffix);
     PathBuf::from(name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache_kib(load: &mut InitialLoad) -> i64 {
+        load.store()
+            .conn
+            .query_row("PRAGMA cache_size", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_first_load_caps_the_page_cache_and_keeps_a_smaller_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = StoreOptions {
+            cache_mib: 256,
+            ..StoreOptions::default()
+        };
+        let mut load = InitialLoad::begin(&dir.path().join("a.db"), big)
+            .unwrap()
+            .expect("no store yet");
+        assert_eq!(
+            cache_kib(&mut load),
+            -i64::from(INITIAL_LOAD_CACHE_MIB) * 1024
+        );
+        let small = StoreOptions {
+            cache_mib: 16,
+            ..StoreOptions::default()
+        };
+        let mut load = InitialLoad::begin(&dir.path().join("b.db"), small)
+            .unwrap()
+            .expect("no store yet");
+        assert_eq!(cache_kib(&mut load), -16 * 1024);
+    }
+}
