@@ -268,17 +268,19 @@ mod validity {
     impl Region {
         fn new(meta: &Metadata) -> Region {
             let d = meta.descriptors();
+            // Validity asks whether any type matches, so the order does not change the answer;
+            // the common types first spare most numbers eight regex searches.
             let typed = [
-                d.premium_rate(),
+                d.fixed_line(),
+                d.mobile(),
                 d.toll_free(),
+                d.premium_rate(),
                 d.shared_cost(),
                 d.voip(),
                 d.personal_number(),
                 d.pager(),
                 d.uan(),
                 d.voicemail(),
-                d.fixed_line(),
-                d.mobile(),
             ]
             .into_iter()
             .flatten()
