@@ -72,6 +72,19 @@ fn lowercase(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// Whether [`canonical_mailbox`] may change `address` (trimmed and lowercase): an aliased
+/// domain, a `+tag` after a non-empty base, or dots in a mailbox of a dotless domain.
+fn canonical_differs(address: &str) -> bool {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    DOMAIN_ALIASES.iter().any(|(alias, _)| *alias == domain)
+        || local
+            .split_once('+')
+            .is_some_and(|(base, _)| !base.is_empty())
+        || (DOTLESS_DOMAINS.contains(&domain) && local.contains('.'))
+}
+
 /// An email prepared once for many comparisons ([`compare_prepared_email`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreparedEmail {
@@ -90,10 +103,17 @@ impl PreparedEmail {
         if address.is_empty() {
             return None;
         }
-        let canonical = canonical_mailbox(&address);
-        let at = canonical.rfind('@').and_then(|i| u32::try_from(i).ok());
+        // Most addresses are canonical already: find out without building the canonical copy.
+        let canonical = canonical_differs(&address)
+            .then(|| canonical_mailbox(&address))
+            .filter(|c| *c != address);
+        let at = canonical
+            .as_deref()
+            .unwrap_or(&address)
+            .rfind('@')
+            .and_then(|i| u32::try_from(i).ok());
         Some(PreparedEmail {
-            canonical: (canonical != address).then(|| canonical.into()),
+            canonical: canonical.map(Into::into),
             address: address.into(),
             at,
         })
@@ -173,6 +193,35 @@ pub fn compare_emails<A: AsRef<str>, B: AsRef<str>>(a: &[A], b: &[B]) -> EmailLe
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn preparing_skips_the_canonical_copy_only_when_it_would_not_differ() {
+        for raw in [
+            "john@gmail.com",
+            "j.o.hn@gmail.com",
+            "john+news@gmail.com",
+            "+news@gmail.com",
+            "john@googlemail.com",
+            "j.ohn+x@googlemail.com",
+            "j.ohn@example.com",
+            "john+tag@example.com",
+            "JOHN@Example.COM",
+            "no-at-sign",
+            "a@b@gmail.com",
+        ] {
+            let p = PreparedEmail::new(raw).unwrap();
+            assert_eq!(p.canonical(), canonical_mailbox(raw), "{raw}");
+            assert_eq!(
+                p.parts(),
+                canonical_mailbox(raw)
+                    .rsplit_once('@')
+                    .map(|(l, d)| (l.to_string(), d.to_string()))
+                    .as_ref()
+                    .map(|(l, d)| (l.as_str(), d.as_str())),
+                "{raw}"
+            );
+        }
+    }
 
     #[test]
     fn canonical_mailboxes() {
