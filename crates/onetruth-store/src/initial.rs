@@ -250,24 +250,20 @@ mod tests {
     #[test]
     fn a_first_load_caps_the_page_cache_and_keeps_a_smaller_one() {
         let dir = tempfile::tempdir().unwrap();
-        let big = StoreOptions {
-            cache_mib: 256,
-            ..StoreOptions::default()
-        };
-        let mut load = InitialLoad::begin(&dir.path().join("a.db"), big)
-            .unwrap()
-            .expect("no store yet");
-        assert_eq!(
-            cache_kib(&mut load),
-            -i64::from(INITIAL_LOAD_CACHE_MIB) * 1024
-        );
-        let small = StoreOptions {
-            cache_mib: 16,
-            ..StoreOptions::default()
-        };
-        let mut load = InitialLoad::begin(&dir.path().join("b.db"), small)
-            .unwrap()
-            .expect("no store yet");
-        assert_eq!(cache_kib(&mut load), -16 * 1024);
+        let cap = i64::from(INITIAL_LOAD_CACHE_MIB);
+        for (name, cache_mib, want_mib) in [("a.db", 256, cap), ("b.db", 16, 16)] {
+            let options = StoreOptions {
+                cache_mib,
+                ..StoreOptions::default()
+            };
+            let mut load = InitialLoad::begin(&dir.path().join(name), options)
+                .unwrap()
+                .expect("no store yet");
+            assert_eq!(
+                cache_kib(&mut load),
+                -want_mib * 1024,
+                "{cache_mib} MiB asked"
+            );
+        }
     }
 }
