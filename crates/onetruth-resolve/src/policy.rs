@@ -59,24 +59,23 @@ pub const DEFAULT_BLOCKLIST: &[&str] = &[
 /// FNV-1a: the blocklist is probed three times per email on the reader thread, and SipHash's
 /// setup cost more than the probes. The keys are the operator's blocklist, not input, so a
 /// keyed hash buys nothing here.
-#[derive(Default)]
 struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
 
 impl Hasher for Fnv {
     fn finish(&self) -> u64 {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
         for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
         }
-        self.0 = h;
     }
 }
 
