@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
 
-use onetruth_model::{Attributes, Event, Identifier, Op, SourceRecord};
+use onetruth_model::{Event, Op, SourceRecord};
 use onetruth_resolve::resolver::ResolverInput;
 use onetruth_resolve::resolver::{
     CustomerChange, CustomerStatus, KeyFlip, LinkStatus, PairEvidence, RecordId,
@@ -12,8 +12,9 @@ use onetruth_resolve::resolver::{
 use onetruth_resolve::score::MatchParameters;
 use onetruth_resolve::{IdentifierPolicy, Matching, Resolver, ResolverConfig};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use crate::codec::StoredRecord;
 use crate::schema::{content_hash, identifier_key_columns};
 use crate::{Store, StoreError, now_micros};
 
@@ -67,18 +68,7 @@ impl std::ops::AddAssign for ApplySummary {
     }
 }
 
-/// The canonical part of a record as stored in `source_records.record`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub(crate) struct StoredRecord {
-    #[serde(default)]
-    pub identifiers: Vec<Identifier>,
-    #[serde(default)]
-    pub attributes: Attributes,
-    #[serde(default)]
-    pub events: Vec<Event>,
-}
-
-/// A record made ready for the writer: placeholders screened, JSON serialized, content hashed.
+/// A record made ready for the writer: placeholders screened, encoded, content hashed.
 /// Preparing is pure CPU work, so the ingest pipeline does it off the writer thread.
 #[derive(Debug, Clone)]
 pub struct PreparedRecord {
@@ -88,7 +78,7 @@ pub struct PreparedRecord {
     deleted: bool,
     /// The record's rows in the identifier index: `(identifier_key, linkable)`. Computed here
     /// (as are the event rows) so the writer only binds them, and the identifiers' strings are
-    /// freed by the thread that made them (its attributes live only in `record_json` and in
+    /// freed by the thread that made them (its attributes live only in `record` and in
     /// `resolver_input`).
     identifier_keys: Vec<((i64, i64), bool)>,
     events: Vec<PreparedEvent>,
@@ -97,7 +87,8 @@ pub struct PreparedRecord {
     resolver_input: Option<ResolverInput>,
     /// Whether it describes a customer (identifiers or attributes), i.e. is not event-only.
     is_entity: bool,
-    record_json: String,
+    /// The canonical part, encoded ([`StoredRecord::encode`]).
+    record: Vec<u8>,
     raw_json: Option<String>,
     hash: i64,
     /// [`key_hash`] of `(source, source_id)`.
@@ -171,14 +162,8 @@ impl Batch {
                 for e in &mut stored.events {
                     policy.screen(&mut e.identifiers);
                 }
-                // Model types serialize infallibly (string keys, no non-finite floats reach
-                // serde_json::Value), so this cannot fail. Sized for a typical record: grown
-                // from serde_json's 128 bytes, the buffer was copied twice.
-                let mut json = Vec::with_capacity(512);
-                serde_json::to_writer(&mut json, &stored).expect("stored record serializes");
-                // serde_json writes UTF-8 only.
-                let record_json = String::from_utf8(json).expect("serde_json writes UTF-8");
-                let hash = content_hash(&record_json, deleted);
+                let record = stored.to_bytes();
+                let hash = content_hash(&record, deleted);
                 let is_entity =
                     !deleted && (!stored.identifiers.is_empty() || !stored.attributes.is_empty());
                 let resolver_input = is_entity.then(|| {
@@ -209,7 +194,7 @@ impl Batch {
                         })
                         .collect(),
                     events: stored.events.into_iter().map(PreparedEvent::of).collect(),
-                    record_json,
+                    record,
                     // The text as delivered when the transport kept it; otherwise serialized
                     // (serde_json::to_string writes bytes directly; Value's Display goes
                     // through fmt::Write and costs twice as much. A Value always serializes).
@@ -318,7 +303,7 @@ struct Rows {
 
 impl Rows {
     /// The batches back as they were prepared, with the resolver inputs staging took
-    /// recomputed (from the record JSON, as the resolver's loader does, for the matching each
+    /// recomputed (from the stored record, as the resolver's loader does, for the matching each
     /// batch was prepared for: staging recomputes a batch's inputs only when that differs from
     /// the store's), for planning again.
     fn into_batches(self) -> Result<Vec<PreparedBatch>, StoreError> {
@@ -330,7 +315,7 @@ impl Rows {
                         0,
                         &rec.source,
                         &rec.source_id,
-                        &rec.record_json,
+                        &rec.record,
                         b.matching,
                     )?);
                 }
@@ -395,12 +380,12 @@ fn resolver_input_of(
     id: i64,
     source: &str,
     source_id: &str,
-    json: &str,
+    record: &[u8],
     matching: Matching,
 ) -> Result<ResolverInput, StoreError> {
-    let stored: StoredRecord = serde_json::from_str(json).map_err(|e| StoreError::Corrupt {
+    let stored = StoredRecord::decode(record).map_err(|message| StoreError::Corrupt {
         record_id: id,
-        message: e.to_string(),
+        message,
     })?;
     Ok(ResolverInput::of_parts(
         source,
@@ -518,7 +503,7 @@ impl WriterState {
                             0,
                             &r.source,
                             &r.source_id,
-                            &r.record_json,
+                            &r.record,
                             Matching::Probabilistic,
                         )?);
                     }
@@ -688,7 +673,7 @@ pub(crate) fn load_resolver(
     let tf = Box::new(params.term_frequencies.clone());
     let mut resolver = Resolver::new(params.clone(), tf, config.clone());
     resolver.begin_load();
-    type Row = (i64, String, String, i64, String);
+    type Row = (i64, String, String, i64, Vec<u8>);
     type Prepared = Vec<Result<(i64, ResolverInput, i64), StoreError>>;
     let prepare = |rows: Vec<Row>| -> Prepared {
         rows.into_iter()
@@ -920,12 +905,12 @@ pub(crate) fn execute(
         }
     }
     for &id in &plan.rows.replaced {
-        let text: String = tx
+        let bytes: Vec<u8> = tx
             .prepare_cached("SELECT record FROM source_records WHERE id = ?1")?
             .query_row(params![id], |r| r.get(0))?;
-        let old: StoredRecord = serde_json::from_str(&text).map_err(|err| StoreError::Corrupt {
+        let old = StoredRecord::decode(&bytes).map_err(|message| StoreError::Corrupt {
             record_id: id,
-            message: err.to_string(),
+            message,
         })?;
         remove_indexes(tx, id, &old)?;
     }
@@ -1085,7 +1070,7 @@ fn write_resolution(
                     rec.hash,
                     now,
                     customer,
-                    rec.record_json,
+                    rec.record,
                     rec.raw_json
                 ])?;
             } else {
@@ -1113,7 +1098,7 @@ fn write_resolution(
                 stmt.raw_bind_parameter(i + 6, now)?;
                 stmt.raw_bind_parameter(i + 7, now)?;
                 stmt.raw_bind_parameter(i + 8, p.customer)?;
-                stmt.raw_bind_parameter(i + 9, &rec.record_json)?;
+                stmt.raw_bind_parameter(i + 9, &rec.record)?;
                 stmt.raw_bind_parameter(i + 10, &rec.raw_json)
             },
         )?;

@@ -13,7 +13,8 @@ use onetruth_resolve::{Matching, RecordView};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use crate::apply::{StoredRecord, active_parameters};
+use crate::apply::active_parameters;
+use crate::codec::StoredRecord;
 use crate::{Store, StoreError};
 
 /// A source record, as explanations name it.
@@ -89,7 +90,9 @@ impl Store {
     }
 
     fn load_record(&self, id: i64) -> Result<Option<Loaded>, StoreError> {
-        let row: Option<(String, String, i64, String, Option<i64>)> = self
+        // source, source_id, version, record, customer_id
+        type RecordRow = (String, String, i64, Vec<u8>, Option<i64>);
+        let row: Option<RecordRow> = self
             .conn
             .prepare_cached(
                 "SELECT source, source_id, version, record, customer_id FROM source_records WHERE id = ?1",
@@ -98,14 +101,13 @@ impl Store {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })
             .optional()?;
-        let Some((source, source_id, version, text, customer)) = row else {
+        let Some((source, source_id, version, bytes, customer)) = row else {
             return Ok(None);
         };
-        let stored: StoredRecord =
-            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-                record_id: id,
-                message: e.to_string(),
-            })?;
+        let stored = StoredRecord::decode(&bytes).map_err(|message| StoreError::Corrupt {
+            record_id: id,
+            message,
+        })?;
         Ok(Some(Loaded {
             view: RecordView {
                 source,

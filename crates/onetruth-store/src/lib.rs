@@ -7,6 +7,7 @@
 //! crash at any point neither loses nor double-applies a record.
 
 mod apply;
+mod codec;
 mod explain;
 mod initial;
 mod pcache;

@@ -7,7 +7,7 @@ use onetruth_resolve::{Golden, RecordView, Survivorship, golden_with};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use crate::apply::StoredRecord;
+use crate::codec::StoredRecord;
 use crate::schema::identifier_key_columns;
 use crate::{Store, StoreError};
 
@@ -241,7 +241,7 @@ impl Store {
             let mut rows = stmt.query(params![id.0])?;
             while let Some(r) = rows.next()? {
                 let rid: i64 = r.get(0)?;
-                let stored = parse_record(rid, &r.get::<_, String>(4)?)?;
+                let stored = parse_record(rid, &r.get::<_, Vec<u8>>(4)?)?;
                 record_ids.push(rid);
                 records.push(RecordEntry {
                     source: r.get(1)?,
@@ -356,7 +356,7 @@ impl Store {
             }
             current = Some((cid, r.get(1).map_err(StoreError::from)?));
             let rid: i64 = r.get(2).map_err(StoreError::from)?;
-            let stored = parse_record(rid, &r.get::<_, String>(6).map_err(StoreError::from)?)?;
+            let stored = parse_record(rid, &r.get::<_, Vec<u8>>(6).map_err(StoreError::from)?)?;
             records.push(RecordView {
                 source: r.get(3).map_err(StoreError::from)?,
                 source_id: r.get(4).map_err(StoreError::from)?,
@@ -531,11 +531,8 @@ impl Store {
     }
 }
 
-fn parse_record(record_id: i64, text: &str) -> Result<StoredRecord, StoreError> {
-    serde_json::from_str(text).map_err(|e| StoreError::Corrupt {
-        record_id,
-        message: e.to_string(),
-    })
+fn parse_record(record_id: i64, bytes: &[u8]) -> Result<StoredRecord, StoreError> {
+    StoredRecord::decode(bytes).map_err(|message| StoreError::Corrupt { record_id, message })
 }
 
 fn golden_of(records: &[RecordEntry], rules: &Survivorship) -> Golden {
