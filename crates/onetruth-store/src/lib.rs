@@ -27,7 +27,7 @@ pub use explain::*;
 pub use initial::{INITIAL_LOAD_CACHE_MIB, InitialLoad};
 pub use onetruth_model::SourceRecord;
 pub use pcache::{install_page_cache, skipped_truncations};
-pub use pipeline::StreamCommit;
+pub use pipeline::{SpentGroup, StreamCommit};
 pub use query::*;
 pub use schema::{SCHEMA_VERSION, identifier_key, identifier_key_columns};
 pub use train::{ParametersInfo, TrainingOutcome, TrainingSettings};
@@ -134,6 +134,8 @@ pub struct Store {
     stream_checkpoint_pages: u32,
     /// See [`Store::set_stream_commit`].
     stream_commit: pipeline::StreamCommit,
+    /// See [`Store::set_stream_spent`].
+    stream_spent: Option<std::sync::mpsc::Sender<pipeline::SpentGroup>>,
 }
 
 pub(crate) fn now_micros() -> i64 {
@@ -253,6 +255,7 @@ impl Store {
             state: None,
             stream_checkpoint_pages: pipeline::STREAM_CHECKPOINT_PAGES,
             stream_commit: pipeline::StreamCommit::default(),
+            stream_spent: None,
         })
     }
 

@@ -638,6 +638,40 @@ fn the_pipelined_writer_gives_what_group_by_group_gives() {
 }
 
 #[test]
+fn written_groups_go_to_the_spent_sink_once_each() {
+    let records = tangled(400);
+    let (_d1, mut one) = store();
+    one.apply(batch(records.clone())).unwrap();
+
+    let (_d2, mut piped) = store();
+    let groups = stream_groups(&records, &piped);
+    let n = groups.len();
+    let (sink, spent) = std::sync::mpsc::channel();
+    piped.set_stream_spent(Some(sink));
+    let summary = piped.apply_stream(groups.into_iter()).unwrap();
+    assert_eq!(summary.applied, 400);
+    assert_eq!(spent.try_iter().count(), n, "one per written group");
+    assert_eq!(partition(&piped), partition(&one));
+    // The sink served that stream only; a closed one is no error either.
+    let policy = piped.policy().clone();
+    let one_group = |rs: &[SourceRecord]| vec![vec![batch(rs.to_vec()).prepare(&policy)]];
+    piped
+        .apply_stream(one_group(&records[..10]).into_iter())
+        .unwrap();
+    assert_eq!(spent.try_iter().count(), 0);
+    let (sink, closed) = std::sync::mpsc::channel();
+    drop(closed);
+    piped.set_stream_spent(Some(sink));
+    let mut newer = records[..10].to_vec();
+    for r in &mut newer {
+        r.version += 1;
+        r.attributes.company = Some("Newco".into());
+    }
+    let summary = piped.apply_stream(one_group(&newer).into_iter()).unwrap();
+    assert_eq!(summary.applied, 10);
+}
+
+#[test]
 fn the_pipelined_writer_checkpoints_past_its_threshold() {
     let records = tangled(400);
     // Returns the store, its directory and the WAL file's size right after the stream.

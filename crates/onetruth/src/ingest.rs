@@ -161,12 +161,19 @@ pub fn ingest(
 
     // Set when every batch is queued: see `apply_all`.
     let reader_done = AtomicBool::new(false);
+    // Written groups come back to the reader, which allocated their records, to be freed
+    // there (see `Store::set_stream_spent`).
+    let (spent_tx, spent_rx) = mpsc::channel();
+    store.set_stream_spent(Some(spent_tx));
     let read = std::thread::scope(|scope| -> anyhow::Result<u64> {
         let reader = scope.spawn(|| -> anyhow::Result<u64> {
+            // Moved in: dropped when the reader returns, after which the writer frees groups.
+            let spent = spent_rx;
             let mut read = 0u64;
             let mut done_bytes = 0u64;
             for mut source in sources {
                 loop {
+                    spent.try_iter().for_each(drop);
                     let raws = source.read(batch_size).context("reading input")?;
                     if raws.is_empty() {
                         break;
@@ -186,6 +193,8 @@ pub fn ingest(
                 done_bytes += source.progress().map(|p| p.1).unwrap_or(0);
             }
             reader_done.store(true, Ordering::Release);
+            // Groups written from here on are freed by the writer, not kept for nobody.
+            drop(spent);
             drop(tx);
             Ok(read)
         });
