@@ -357,6 +357,25 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             supported: SCHEMA_VERSION,
         });
     }
+    if current == SCHEMA_VERSION {
+        return Ok(());
+    }
+    // A migration that rewrites a table keeps a statement journal of every page it changes
+    // (the statement may fail halfway inside its transaction): held in memory with the
+    // connection's `temp_store = MEMORY`, that was the whole table (0.7 GB for a 1M-record
+    // store's `source_records`). Temporary files instead, for the migrations only.
+    tracing::info!(
+        from = current,
+        to = SCHEMA_VERSION,
+        "upgrading the store's schema"
+    );
+    conn.execute_batch("PRAGMA temp_store = FILE")?;
+    let migrated = run_migrations(conn, current);
+    conn.execute_batch("PRAGMA temp_store = MEMORY")?;
+    migrated
+}
+
+fn run_migrations(conn: &mut Connection, current: i64) -> Result<(), StoreError> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
@@ -467,6 +486,12 @@ mod tests {
         assert_eq!(kind, "blob");
         let migrated = StoredRecord::decode(&bytes).unwrap();
         assert_eq!(migrated.identifiers, record(1).identifiers);
+        // Migrations journal to temporary files; the connection keeps them in memory after.
+        let temp_store: i64 = store
+            .conn
+            .query_row("PRAGMA temp_store", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(temp_store, 2, "MEMORY");
         assert_eq!(migrated.attributes, record(1).attributes);
         let summary = store.apply(batch(2)).unwrap();
         assert_eq!((summary.applied, summary.unchanged), (0, 1));
