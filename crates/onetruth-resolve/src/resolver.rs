@@ -573,36 +573,9 @@ impl<V> std::ops::Index<&i64> for DenseMap<V> {
     }
 }
 
-/// An `Option` of a customer id or a given-name key in 8 bytes instead of 16 (an [`Entry`]
-/// holds one of each, and a million entries are held). `u64::MAX` means none: customer ids are
-/// store row ids (positive), and a name key's hash is folded off that value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct PackedOption(u64);
-
-impl PackedOption {
-    const NONE: u64 = u64::MAX;
-
-    fn customer(c: Option<i64>) -> PackedOption {
-        debug_assert!(c != Some(-1), "customer id -1 is the packed none");
-        PackedOption(c.map_or(Self::NONE, |c| c as u64))
-    }
-
-    fn name(n: Option<u64>) -> PackedOption {
-        PackedOption(n.map_or(Self::NONE, |n| n.min(Self::NONE - 1)))
-    }
-
-    fn get_customer(self) -> Option<i64> {
-        (self.0 != Self::NONE).then_some(self.0 as i64)
-    }
-
-    fn get_name(self) -> Option<u64> {
-        (self.0 != Self::NONE).then_some(self.0)
-    }
-}
-
 /// Add an edge to a record's list, growing it from one slot rather than `Vec`'s four: most
-/// records hold one or two edges, and at a million records the three unused slots of a
-/// one-edge list (72 bytes each) were about 40 MB of a bulk load's peak memory.
+/// records hold one or two edges, and at a million records the unused slots (72 bytes in a
+/// one-edge list) were 14 – 24 MB of a bulk load's peak memory.
 fn push_edge(edges: &mut Vec<Edge>, edge: Edge) {
     if edges.len() == edges.capacity() {
         edges.reserve_exact(edges.len().max(1));
@@ -620,8 +593,8 @@ struct Entry {
     /// Block key hashes, deduplicated.
     keys: Box<[u64]>,
     /// Given-name key for generic-value detection.
-    name: PackedOption,
-    customer: PackedOption,
+    name: Option<u64>,
+    customer: Option<i64>,
     edges: Vec<Edge>,
 }
 
@@ -975,9 +948,7 @@ impl Resolver {
 
     /// The customer a record belongs to.
     pub fn customer_of(&self, id: RecordId) -> Option<i64> {
-        self.entries
-            .get(&id)
-            .and_then(|e| e.customer.get_customer())
+        self.entries.get(&id).and_then(|e| e.customer)
     }
 
     /// Whether an identifier value is generic (held by too many different names to link).
@@ -1135,8 +1106,8 @@ impl Resolver {
                 key: entry_key,
                 features,
                 keys: keys.into_boxed_slice(),
-                name: PackedOption::name(name),
-                customer: PackedOption::customer(customer),
+                name,
+                customer,
                 edges: Vec::new(),
             },
         );
@@ -1166,7 +1137,7 @@ impl Resolver {
             let n = if m == new {
                 name
             } else {
-                self.entries.get(&m).and_then(|e| e.name.get_name())
+                self.entries.get(&m).and_then(|e| e.name)
             };
             if let Some(n) = n {
                 match names.iter_mut().find(|(k, _)| *k == n) {
@@ -1199,7 +1170,7 @@ impl Resolver {
             if len <= self.config.generic_value_names {
                 self.block_names.remove(h);
             } else if let Some(names) = self.block_names.get_mut(h)
-                && let Some(n) = entry.name.get_name()
+                && let Some(n) = entry.name
                 && let Some(pos) = names.iter().position(|(k, _)| *k == n)
             {
                 names[pos].1 -= 1;
@@ -1218,7 +1189,7 @@ impl Resolver {
                 self.check_flips(*h, None);
             }
         }
-        if let Some(c) = entry.customer.get_customer() {
+        if let Some(c) = entry.customer {
             if let Some(set) = self.customers.get_mut(&c) {
                 set.remove(id);
                 if set.is_empty() {
@@ -1229,7 +1200,7 @@ impl Resolver {
                 self.seed_customers.insert(c);
             }
         }
-        entry.customer.get_customer()
+        entry.customer
     }
 
     /// Report a flip of a block's state (not while loading).
@@ -1426,7 +1397,7 @@ impl Resolver {
             if let Some(f) = self.overrides.force.get(&r) {
                 queue.extend(f.iter().copied().filter(|x| self.entries.contains_key(x)));
             }
-            if let Some(c) = entry.customer.get_customer()
+            if let Some(c) = entry.customer
                 && seen_customers.insert(c)
                 && let Some(members) = self.customers.get(&c)
             {
@@ -1668,7 +1639,7 @@ impl Resolver {
         let mut part_customers: Vec<Vec<i64>> = vec![Vec::new(); parts.len()];
         for (i, part) in parts.iter().enumerate() {
             for r in part {
-                if let Some(c) = self.entries[r].customer.get_customer() {
+                if let Some(c) = self.entries[r].customer {
                     let counts = old.entry(c).or_default();
                     match counts.last_mut() {
                         Some((last, n)) if *last == i => *n += 1,
@@ -1740,9 +1711,9 @@ impl Resolver {
             let ch = facts.last_mut().expect("pushed above");
             for r in part {
                 let entry = self.entries.get_mut(r).expect("parts hold live records");
-                if entry.customer.get_customer() != Some(id) {
+                if entry.customer != Some(id) {
                     ch.records_changed = true;
-                    if let Some(prev) = entry.customer.get_customer() {
+                    if let Some(prev) = entry.customer {
                         if prev != id && !ch.absorbed.contains(&prev) {
                             ch.absorbed.push(prev);
                         }
@@ -1753,7 +1724,7 @@ impl Resolver {
                             }
                         }
                     }
-                    entry.customer = PackedOption::customer(Some(id));
+                    entry.customer = Some(id);
                     self.customers.get_or_default(id).push(*r);
                     out.assignments.push((*r, id));
                 }
@@ -2163,22 +2134,6 @@ mod tests {
     use super::*;
     use crate::score::{NoTermFrequency, score_features};
     use onetruth_model::{Attributes, Identifier};
-
-    #[test]
-    fn packed_options_keep_what_they_hold() {
-        for c in [None, Some(0), Some(1), Some(i64::MAX), Some(i64::MIN)] {
-            assert_eq!(PackedOption::customer(c).get_customer(), c);
-        }
-        for n in [None, Some(0), Some(7), Some(u64::MAX - 1)] {
-            assert_eq!(PackedOption::name(n).get_name(), n);
-        }
-        // The one value that means none is folded onto its neighbour, never lost.
-        assert_eq!(
-            PackedOption::name(Some(u64::MAX)).get_name(),
-            Some(u64::MAX - 1)
-        );
-        assert_eq!(std::mem::size_of::<PackedOption>(), 8);
-    }
 
     #[test]
     fn given_name_keys_group_nicknames_and_ignore_initials() {
