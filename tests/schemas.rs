@@ -29,7 +29,10 @@ fn source_record_schema_is_current() {
 
 #[test]
 fn manifest_schema_is_current() {
-    check("manifest.schema.json", onetruth_connect::manifest_schema());
+    check(
+        "manifest.schema.json",
+        onetruth_connect::manifest_schema(&onetruth_pipeline::transports()),
+    );
 }
 
 #[test]
@@ -42,7 +45,7 @@ fn schemas_describe_the_types() {
         .filter_map(|v| v.as_str())
         .collect();
     assert_eq!(required, ["source", "source_id", "version"]);
-    let manifest = onetruth_connect::manifest_schema();
+    let manifest = onetruth_connect::manifest_schema(&onetruth_pipeline::transports());
     assert_eq!(
         manifest["additionalProperties"], false,
         "unknown manifest keys are rejected"

@@ -4,6 +4,13 @@
 //! text ([`RawBody::Json`]): the mapper parses it, and quarantines one that is not a JSON object.
 //! A CSV row that cannot be read (the wrong number of fields) or a line that is not UTF-8 is
 //! yielded as [`RawBody::Malformed`] with its text, so the daemon quarantines it and carries on.
+//!
+//! [`FileTransport`] makes sources of it: the files named on the command line, read once
+//! ([`FilesSource`]), or a watched inbox directory ([`InboxSource`]).
+
+mod transport;
+
+pub use transport::{FileTransport, FilesSource, InboxSource};
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -11,47 +18,79 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use onetruth_connect::{Position, RawBody, RawRecord, Source, SourceError};
+use onetruth_connect::{Position, RawBody, RawRecord, SourceError};
+use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-/// File transport settings, from the manifest's `[transport]` table.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// File transport settings, from the manifest's `transport` table (`type = "file"`, the
+/// default).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileParams {
-    /// Must be `file` when given.
-    #[serde(default, rename = "type")]
-    pub kind: Option<String>,
-    /// `csv` or `jsonl`; by default from the file extension (`.csv`, `.jsonl`, `.ndjson`, with
-    /// an optional `.gz`).
+    /// `csv` or `jsonl`; by default from the file extension (`.csv`, `.jsonl`, `.ndjson`,
+    /// `.json`, each with an optional `.gz`).
     #[serde(default)]
     pub format: Option<FileFormat>,
-    /// CSV field delimiter, one character (default `,`).
+    /// CSV field delimiter, one ASCII character (default `,`).
     #[serde(default)]
     pub delimiter: Option<char>,
+    /// For `onetruth run`: a directory the daemon watches. Each new file in it is ingested
+    /// once (resuming after its last committed line if the daemon stopped halfway); a file
+    /// that reappears with another size or modification time is a new export and is read
+    /// again. Files whose names start with `.` or end with `.tmp` or `.part` are skipped.
+    #[serde(default)]
+    pub inbox: Option<PathBuf>,
+    /// Only files whose names match this pattern (`*` any run of characters, `?` one
+    /// character), e.g. `contacts-*.csv.gz`. Default: every file with a known extension.
+    #[serde(default)]
+    pub pattern: Option<String>,
+    /// How often the inbox is scanned for new files, in milliseconds (default 1000).
+    #[serde(default)]
+    pub poll_interval_ms: Option<u64>,
+    /// A file is read only once its size and modification time have not changed for this many
+    /// milliseconds, so a file still being copied in is not read half-written (default 1000).
+    #[serde(default)]
+    pub settle_ms: Option<u64>,
 }
 
 impl FileParams {
-    /// Read the params from a manifest's transport value.
-    pub fn from_manifest(transport: Option<&Value>) -> Result<FileParams, String> {
-        let params: FileParams = match transport {
-            None => FileParams::default(),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| format!("transport: {e}"))?,
-        };
-        if let Some(k) = &params.kind
-            && k != "file"
+    /// The params of a manifest's `transport` value, read as the registry reads them (for
+    /// tools and tests that use the file transport alone).
+    pub fn from_manifest(transport: Option<&Value>) -> Result<FileParams, Vec<String>> {
+        let mut registry = onetruth_connect::Registry::new();
+        registry.register(FileTransport);
+        let transport = registry.transport(transport)?;
+        transport.params::<FileParams>().cloned().ok_or_else(|| {
+            vec![format!(
+                "transport.type: `{}` is not the file transport",
+                transport.kind()
+            )]
+        })
+    }
+
+    /// Checks serde cannot make, each naming its key.
+    pub fn problems(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.delimiter.is_some_and(|d| !d.is_ascii()) {
+            errors.push("transport.delimiter: must be a single ASCII character".into());
+        }
+        if self
+            .inbox
+            .as_ref()
+            .is_some_and(|p| p.as_os_str().is_empty())
         {
-            return Err(format!("transport.type: `{k}` is not the file transport"));
+            errors.push("transport.inbox: must be a directory path".into());
         }
-        if params.delimiter.is_some_and(|d| !d.is_ascii()) {
-            return Err("transport.delimiter: must be a single ASCII character".into());
+        if self.poll_interval_ms == Some(0) {
+            errors.push("transport.poll_interval_ms: must be at least 1".into());
         }
-        Ok(params)
+        errors
     }
 }
 
 /// A file format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FileFormat {
     Csv,
@@ -187,8 +226,9 @@ impl FileSource {
     }
 }
 
-impl Source for FileSource {
-    fn read(&mut self, max: usize) -> Result<Vec<RawRecord>, SourceError> {
+impl FileSource {
+    /// Read up to `max` records; none once the file is read to its end.
+    pub fn read(&mut self, max: usize) -> Result<Vec<RawRecord>, SourceError> {
         let mut out = Vec::with_capacity(max.min(4096));
         while out.len() < max && !self.done {
             let (body, text) = match &mut self.reader {
@@ -274,13 +314,25 @@ impl Source for FileSource {
                 position: self.position(),
                 body,
                 text,
+                meta: None,
             });
         }
         Ok(out)
     }
 
-    fn progress(&self) -> Option<(u64, u64)> {
-        Some((self.bytes_read.load(Ordering::Relaxed), self.total_bytes))
+    /// (bytes read, file size): for a compressed file, compressed bytes.
+    pub fn bytes(&self) -> (u64, u64) {
+        (self.bytes_read.load(Ordering::Relaxed), self.total_bytes)
+    }
+
+    /// Whether the file is read to its end.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The line of the last record read (the header is line 1 of a CSV file).
+    pub fn line(&self) -> u64 {
+        self.line
     }
 }
 
@@ -359,11 +411,8 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().contains("cannot tell the format"), "{err}");
-        let bad = serde_json::json!({"type": "file", "fromat": "csv"});
-        assert!(
-            FileParams::from_manifest(Some(&bad))
-                .unwrap_err()
-                .contains("fromat")
-        );
+        let bad = serde_json::json!({"fromat": "csv"});
+        let err = serde_json::from_value::<FileParams>(bad).unwrap_err();
+        assert!(err.to_string().contains("fromat"), "{err}");
     }
 }

@@ -25,7 +25,8 @@ pub struct Manifest {
     /// the store-wide default for this source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_region: Option<String>,
-    /// Transport settings, read by the transport (e.g. `type = "file"`, `format = "csv"`).
+    /// How records are read: `type` picks the transport (`file` when absent), the other keys
+    /// are its settings, checked against the transport's own params when the manifest loads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
     pub transport: Option<serde_json::Value>,
@@ -322,7 +323,17 @@ impl Manifest {
     }
 }
 
-/// Generate the JSON Schema for manifests.
-pub fn manifest_schema() -> serde_json::Value {
-    serde_json::to_value(schemars::schema_for!(Manifest)).expect("schema serializes")
+/// Generate the JSON Schema for manifests, with the `transport` table of every transport in
+/// `registry`.
+pub fn manifest_schema(registry: &crate::Registry) -> serde_json::Value {
+    let mut generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
+    let transport = registry.transport_schema(&mut generator);
+    let mut root = generator.into_root_schema_for::<Manifest>();
+    if let Some(props) = root
+        .get_mut("properties")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        props.insert("transport".into(), transport.to_value());
+    }
+    root.to_value()
 }

@@ -437,12 +437,13 @@ impl Mapper {
     }
 
     /// Like [`Mapper::map`], moving the payload into `raw` instead of copying it; on failure
-    /// the raw record is handed back for quarantine.
+    /// the raw record is handed back for quarantine (boxed: failures are rare, and the
+    /// success path should not move a large `Result`).
     pub fn map_owned(
         &self,
         raw: RawRecord,
         run_version: i64,
-    ) -> Result<Mapped, (MapError, RawRecord)> {
+    ) -> Result<Mapped, Box<(MapError, RawRecord)>> {
         let mapped = match &raw.body {
             RawBody::Parsed(obj) => self.map_object(obj, run_version),
             RawBody::Json(text) => self.map_text(text, run_version),
@@ -461,7 +462,7 @@ impl Mapper {
                 }
                 Ok(record)
             }
-            Err(e) => Err((e, raw)),
+            Err(e) => Err(Box::new((e, raw))),
         }
     }
 

@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use onetruth_connect::{Manifest, Mapper, Source};
+use onetruth_connect::{Manifest, Mapper};
 use onetruth_connector_file::{FileParams, FileSource};
 use onetruth_model::{IdentifierKind, Normalizer, Op, SourceRecord};
 

@@ -21,6 +21,7 @@ fn raw(v: Value) -> RawRecord {
         position: Position("test:1".into()),
         body: RawBody::Parsed(v.as_object().expect("an object").clone()),
         text: None,
+        meta: None,
     }
 }
 
@@ -33,6 +34,7 @@ fn map(m: &Mapper, v: Value) -> Result<SourceRecord, MapError> {
         position: Position("test:1".into()),
         body: RawBody::Json(text.clone()),
         text: None,
+        meta: None,
     };
     match (&parsed, m.map(&line, RUN_VERSION)) {
         (Ok(a), Ok(mut b)) => {
@@ -652,6 +654,7 @@ fn bad_records_fail_with_a_reason_and_bad_values_are_flagged() {
             reason: "invalid json: EOF while parsing a string".into(),
         },
         text: None,
+        meta: None,
     };
     assert_eq!(
         m.map(&malformed, 1).unwrap_err(),
@@ -676,13 +679,14 @@ fn bad_records_fail_with_a_reason_and_bad_values_are_flagged() {
             position: Position("f:4".into()),
             body: RawBody::Json(text.into()),
             text: None,
+            meta: None,
         };
         assert_eq!(
             m.map(&line, 1).unwrap_err(),
             MapError(reason.into()),
             "{text}"
         );
-        let (e, back) = m.map_owned(line.clone(), 1).unwrap_err();
+        let (e, back) = *m.map_owned(line.clone(), 1).unwrap_err();
         assert_eq!(e, MapError(reason.into()));
         assert_eq!(back, line, "handed back whole, for quarantine");
     }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use onetruth_connect::{Manifest, Mapper, Source};
+use onetruth_connect::{Manifest, Mapper};
 use onetruth_connector_file::{FileParams, FileSource};
 use onetruth_model::{IdentifierKind, Normalizer};
 

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
-use onetruth_connect::{Manifest, Mapper, Source};
+use onetruth_connect::{Manifest, Mapper};
 use onetruth_connector_file::{FileParams, FileSource};
 use onetruth_model::{IdentifierKind, Normalizer, SourceRecord};
 use onetruth_sample::{

@@ -98,7 +98,8 @@ fn main() {
         connector: "latency".into(),
         records: vec![r],
         quarantine: Vec::new(),
-        checkpoint: None,
+        checkpoints: Vec::new(),
+        on_commit: None,
     };
     // The first write loads the resolver's state from the store: timed separately.
     let started = Instant::now();

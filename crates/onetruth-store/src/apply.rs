@@ -28,15 +28,48 @@ pub struct QuarantineEntry {
     pub reason: String,
 }
 
+/// Where one stream of a connector stands (a Kafka partition, a file, an HTTP stream): written
+/// in the transaction of the records it covers, so a restart resumes exactly after them.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamCheckpoint {
+    /// The stream within the connector; `""` for a connector with one stream.
+    pub stream: String,
+    /// Opaque to everything but the connector.
+    pub position: String,
+}
+
+/// What to run once a batch's transaction has committed: the acknowledgement to its source
+/// (a Kafka offset commit, a webhook's 2xx). Dropped without being run when the transaction
+/// does not commit, which the source reads as "not acknowledged".
+pub struct OnCommit(Box<dyn FnOnce() + Send>);
+
+impl OnCommit {
+    pub fn new(f: impl FnOnce() + Send + 'static) -> OnCommit {
+        OnCommit(Box::new(f))
+    }
+
+    pub(crate) fn run(self) {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for OnCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnCommit")
+    }
+}
+
 /// One unit of durable progress for one connector.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Batch {
-    /// The connector whose checkpoint this batch advances.
+    /// The connector whose checkpoints this batch advances.
     pub connector: String,
     pub records: Vec<SourceRecord>,
     pub quarantine: Vec<QuarantineEntry>,
-    /// The connector position after the last record of the batch.
-    pub checkpoint: Option<String>,
+    /// Where each stream the batch read from stands after its last record.
+    pub checkpoints: Vec<StreamCheckpoint>,
+    /// Run after the transaction holding the batch commits, never before.
+    pub on_commit: Option<OnCommit>,
 }
 
 /// What one or more batches did.
@@ -123,14 +156,22 @@ impl PreparedEvent {
 }
 
 /// A [`Batch`] after [`Batch::prepare`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct PreparedBatch {
     connector: String,
     /// What the resolver inputs were computed for.
     matching: Matching,
     records: Vec<PreparedRecord>,
     quarantine: Vec<QuarantineEntry>,
-    checkpoint: Option<String>,
+    checkpoints: Vec<StreamCheckpoint>,
+    on_commit: Option<OnCommit>,
+}
+
+impl PreparedBatch {
+    /// Takes what must run once this batch's transaction commits.
+    pub(crate) fn take_on_commit(&mut self) -> Option<OnCommit> {
+        self.on_commit.take()
+    }
 }
 
 impl Batch {
@@ -211,7 +252,8 @@ impl Batch {
             matching,
             records,
             quarantine: self.quarantine,
-            checkpoint: self.checkpoint,
+            checkpoints: self.checkpoints,
+            on_commit: self.on_commit,
         }
     }
 }
@@ -367,6 +409,15 @@ impl WritePlan {
     /// The batches back, for planning again.
     pub(crate) fn into_batches(self) -> Result<Vec<PreparedBatch>, StoreError> {
         self.rows.into_batches()
+    }
+
+    /// Takes what must run once the plan's transaction commits, batch by batch in order.
+    pub(crate) fn take_on_commit(&mut self) -> Vec<OnCommit> {
+        self.rows
+            .batches
+            .iter_mut()
+            .filter_map(PreparedBatch::take_on_commit)
+            .collect()
     }
 
     /// Records in the plan, applied or not.
@@ -849,10 +900,12 @@ impl Store {
         if staged.needs_resolver() || decision.is_some() || everything {
             state.ensure_resolver(&tx)?;
         }
-        let plan = state.resolve(staged, decision.copied(), everything);
+        let mut plan = state.resolve(staged, decision.copied(), everything);
         let (summary, written) = execute(&tx, &plan)?;
+        let acks = plan.take_on_commit();
         let committing = std::time::Instant::now();
         tx.commit()?;
+        acks.into_iter().for_each(OnCommit::run);
         log_group(&plan, &summary, written, Some(committing.elapsed()));
         // Our own commits leave data_version unchanged; the next group compares to it.
         state.data_version = data_version(&self.conn)?;
@@ -932,12 +985,12 @@ pub(crate) fn execute(
             q.execute(params![e.source, e.position, e.raw, e.reason, now])?;
             summary.quarantined += 1;
         }
-        if let Some(position) = &batch.checkpoint {
+        for c in &batch.checkpoints {
             tx.prepare_cached(
-                "INSERT INTO checkpoints (connector, position, updated_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (connector) DO UPDATE SET position = ?2, updated_at = ?3",
+                "INSERT INTO checkpoints (connector, stream, position, updated_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (connector, stream) DO UPDATE SET position = ?3, updated_at = ?4",
             )?
-            .execute(params![batch.connector, position, now])?;
+            .execute(params![batch.connector, c.stream, c.position, now])?;
         }
     }
     Ok((summary, started.elapsed()))

@@ -22,7 +22,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use onetruth_resolve::{IdentifierPolicy, ResolverConfig, Survivorship};
 use rusqlite::{Connection, OpenFlags};
 
-pub use apply::{ApplySummary, Batch, CuratorDecision, PreparedBatch, QuarantineEntry};
+pub use apply::{
+    ApplySummary, Batch, CuratorDecision, OnCommit, PreparedBatch, QuarantineEntry,
+    StreamCheckpoint,
+};
 pub use explain::*;
 pub use initial::{INITIAL_LOAD_CACHE_MIB, InitialLoad};
 pub use onetruth_model::SourceRecord;

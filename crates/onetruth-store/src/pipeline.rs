@@ -27,7 +27,7 @@ use std::sync::mpsc;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::apply::{WritePlan, WriterState, data_version, execute, log_group, lookup_existing};
-use crate::{ApplySummary, PreparedBatch, Store, StoreError};
+use crate::{ApplySummary, OnCommit, PreparedBatch, Store, StoreError};
 
 /// What the planner asks of the SQLite thread.
 enum ToWriter {
@@ -268,10 +268,13 @@ fn write_plans(
                         began: std::time::Instant::now(),
                         records: 0,
                         groups: 0,
+                        acks: Vec::new(),
                     });
                 }
                 let t = open.as_mut().expect("opened above when there was none");
+                let mut plan = plan;
                 let (summary, written) = execute(&t.tx, &plan)?;
+                t.acks.extend(plan.take_on_commit());
                 t.records += plan.len();
                 t.groups += 1;
                 log_group(&plan, &summary, written, None);
@@ -307,12 +310,16 @@ struct OpenTransaction<'c> {
     began: std::time::Instant,
     records: u64,
     groups: u32,
+    /// The groups' acknowledgements, run once the transaction commits (dropped unrun if it
+    /// does not).
+    acks: Vec<OnCommit>,
 }
 
 impl OpenTransaction<'_> {
     fn commit(self, conn: &Connection, expected: &mut i64) -> Result<(), StoreError> {
         let committing = std::time::Instant::now();
         self.tx.commit()?;
+        self.acks.into_iter().for_each(OnCommit::run);
         tracing::debug!(
             records = self.records,
             groups = self.groups,

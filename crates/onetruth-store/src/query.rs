@@ -97,7 +97,8 @@ pub struct Stats {
     pub events: i64,
     pub quarantined: i64,
     pub changelog_version: i64,
-    pub checkpoints: BTreeMap<String, String>,
+    /// connector -> stream -> position.
+    pub checkpoints: BTreeMap<String, BTreeMap<String, String>>,
     /// Links a guard refused.
     pub refused_links: i64,
     /// Pairs in the possible band, kept for review.
@@ -493,23 +494,26 @@ impl Store {
             let (k, v) = row?;
             s.records_by_source.insert(k, v);
         }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT connector, position FROM checkpoints ORDER BY connector")?;
-        for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))? {
-            let (k, v) = row?;
-            s.checkpoints.insert(k, v);
+        let mut stmt = self.conn.prepare(
+            "SELECT connector, stream, position FROM checkpoints ORDER BY connector, stream",
+        )?;
+        for row in stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))? {
+            let (connector, stream, position): (String, String, String) = row?;
+            s.checkpoints
+                .entry(connector)
+                .or_default()
+                .insert(stream, position);
         }
         Ok(s)
     }
 
-    /// The last checkpoint written for a connector.
-    pub fn checkpoint(&self, connector: &str) -> Result<Option<String>, StoreError> {
-        Ok(self
+    /// Where each stream of a connector stands: stream -> position.
+    pub fn checkpoints(&self, connector: &str) -> Result<BTreeMap<String, String>, StoreError> {
+        let mut stmt = self
             .conn
-            .prepare_cached("SELECT position FROM checkpoints WHERE connector = ?1")?
-            .query_row(params![connector], |r| r.get(0))
-            .optional()?)
+            .prepare_cached("SELECT stream, position FROM checkpoints WHERE connector = ?1")?;
+        let rows = stmt.query_map(params![connector], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Quarantined records, newest first.

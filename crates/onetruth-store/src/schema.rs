@@ -249,6 +249,22 @@ const MIGRATIONS: &[&str] = &[
     UPDATE source_records SET record = record_binary(record);
     UPDATE source_records SET content_hash = content_hash(record, deleted);
     "#,
+    // 9: checkpoints per stream of a connector (a Kafka partition, a file of an inbox, an HTTP
+    // stream), each written in the transaction of the records it covers. A connector's old
+    // single checkpoint becomes its stream ''.
+    r#"
+    CREATE TABLE stream_checkpoints (
+        connector  TEXT NOT NULL,
+        stream     TEXT NOT NULL,
+        position   TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (connector, stream)
+    ) WITHOUT ROWID;
+    INSERT INTO stream_checkpoints (connector, stream, position, updated_at)
+        SELECT connector, '', position, updated_at FROM checkpoints;
+    DROP TABLE checkpoints;
+    ALTER TABLE stream_checkpoints RENAME TO checkpoints;
+    "#,
 ];
 
 /// The key of an identifier's rows in `identifiers` and `event_identifiers`: SipHash-1-3
@@ -449,7 +465,8 @@ mod tests {
             connector: "file:crm".into(),
             records: vec![record(version)],
             quarantine: Vec::new(),
-            checkpoint: None,
+            checkpoints: Vec::new(),
+            on_commit: None,
         };
         {
             let mut store = Store::open(&path, StoreOptions::default()).unwrap();

@@ -1,9 +1,10 @@
 //! Store behaviour on a real SQLite file: idempotence, merges, placeholders, aliases, quarantine.
 
 use onetruth_model::{Attributes, CustomerId, Event, IdentifierKind, Normalizer, Op, SourceRecord};
+use onetruth_resolve::IdentifierPolicy;
 use onetruth_store::{
-    Batch, CuratorDecision, InitialLoad, QuarantineEntry, Store, StoreError, StoreOptions,
-    StreamCommit,
+    Batch, CuratorDecision, InitialLoad, OnCommit, PreparedBatch, QuarantineEntry, Store,
+    StoreError, StoreOptions, StreamCheckpoint, StreamCommit,
 };
 
 fn store() -> (tempfile::TempDir, Store) {
@@ -62,7 +63,8 @@ fn batch(records: Vec<SourceRecord>) -> Batch {
         connector: "test".into(),
         records,
         quarantine: vec![],
-        checkpoint: None,
+        checkpoints: Vec::new(),
+        on_commit: None,
     }
 }
 
@@ -242,18 +244,104 @@ fn quarantine_and_checkpoint_commit_with_the_batch() {
         raw: "1,2".into(),
         reason: "csv row has 2 fields, header has 3".into(),
     });
-    b.checkpoint = Some("crm.csv:3".into());
-    let sum = s.apply(b.clone()).unwrap();
+    let checkpoint = |stream: &str, position: &str| StreamCheckpoint {
+        stream: stream.into(),
+        position: position.into(),
+    };
+    b.checkpoints = vec![checkpoint("crm.csv", "3"), checkpoint("other.csv", "9")];
+    let again = Batch {
+        connector: b.connector.clone(),
+        records: b.records.clone(),
+        quarantine: b.quarantine.clone(),
+        checkpoints: vec![checkpoint("crm.csv", "4")],
+        on_commit: None,
+    };
+    let sum = s.apply(b).unwrap();
     assert_eq!((sum.applied, sum.quarantined), (1, 1));
-    s.apply(b).unwrap();
+    s.apply(again).unwrap();
     assert_eq!(
         s.stats().unwrap().quarantined,
         1,
         "the same bad row is quarantined once"
     );
-    assert_eq!(s.checkpoint("test").unwrap().as_deref(), Some("crm.csv:3"));
+    // One checkpoint per stream; a later batch moves only the streams it names.
+    let stored = s.checkpoints("test").unwrap();
+    assert_eq!(
+        stored.into_iter().collect::<Vec<_>>(),
+        vec![
+            ("crm.csv".to_string(), "4".to_string()),
+            ("other.csv".to_string(), "9".to_string())
+        ]
+    );
+    assert!(s.checkpoints("nobody").unwrap().is_empty());
     let q = s.quarantined(10).unwrap();
     assert_eq!(q[0].raw, "1,2");
+}
+
+#[test]
+fn a_batch_is_acknowledged_only_after_its_transaction_commits() {
+    use std::sync::{Arc, Mutex};
+    let (d, mut s) = store();
+    let path = d.path().join("t.db");
+    // What another connection saw when each acknowledgement ran.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let ack = |seen: &Arc<Mutex<Vec<i64>>>| {
+        let (seen, path) = (seen.clone(), path.clone());
+        Some(OnCommit::new(move || {
+            seen.lock().unwrap().push(committed_records(&path))
+        }))
+    };
+    let mut b = batch(vec![rec("crm", "1", 1, "Jane", &[("email", "a@x.com")])]);
+    b.on_commit = ack(&seen);
+    s.apply(b).unwrap();
+    assert_eq!(*seen.lock().unwrap(), vec![1]);
+
+    // The pipelined writer acknowledges each group once the transaction holding it commits,
+    // here several groups to a transaction: every ack sees its records.
+    s.set_stream_commit(StreamCommit {
+        records: 3,
+        interval: std::time::Duration::from_secs(60),
+    });
+    let groups: Vec<Vec<PreparedBatch>> = (2..=6)
+        .map(|i| {
+            let mut b = batch(vec![rec(
+                "crm",
+                &i.to_string(),
+                1,
+                "Jane",
+                &[("email", &format!("{i}@x.com"))],
+            )]);
+            b.on_commit = ack(&seen);
+            vec![b.prepare(&IdentifierPolicy::default())]
+        })
+        .collect();
+    s.apply_stream(groups.into_iter()).unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 6, "every batch acknowledged: {seen:?}");
+    for (i, n) in seen.iter().enumerate() {
+        assert!(
+            *n as usize > i,
+            "ack {i} ran before its records were committed: {seen:?}"
+        );
+    }
+    // A transaction that fails acknowledges nothing.
+    let ran = Arc::new(Mutex::new(false));
+    let mut read_only = Store::open(
+        &path,
+        StoreOptions {
+            read_only: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut b = batch(vec![rec("crm", "9", 1, "Ann", &[("email", "z@x.com")])]);
+    let flag = ran.clone();
+    b.on_commit = Some(OnCommit::new(move || *flag.lock().unwrap() = true));
+    assert!(read_only.apply(b).is_err());
+    assert!(
+        !*ran.lock().unwrap(),
+        "a failed apply ran its acknowledgement"
+    );
 }
 
 #[test]
@@ -717,9 +805,9 @@ fn the_pipelined_writer_checkpoints_past_its_threshold() {
     assert_eq!(n, 400);
 }
 
-/// Records committed to the store at `dir`, seen through a connection of its own.
-fn committed_records(dir: &tempfile::TempDir) -> i64 {
-    rusqlite::Connection::open(dir.path().join("t.db"))
+/// Records committed to the store at `path`, seen through a connection of its own.
+fn committed_records(path: &std::path::Path) -> i64 {
+    rusqlite::Connection::open(path)
         .unwrap()
         .query_row("SELECT count(*) FROM source_records", [], |r| r.get(0))
         .unwrap()
@@ -744,7 +832,7 @@ fn the_pipelined_writer_commits_several_groups_per_transaction() {
     // records each), and the rest at the end.
     let groups = std::iter::from_fn(|| {
         pulled += 1;
-        seen.push(committed_records(&dir));
+        seen.push(committed_records(&dir.path().join("t.db")));
         chunks.next().map(|c| vec![batch(c).prepare(&policy)])
     });
     let summary = piped.apply_stream(groups).unwrap();
@@ -760,7 +848,7 @@ fn the_pipelined_writer_commits_several_groups_per_transaction() {
         );
     }
     assert_eq!(
-        committed_records(&dir),
+        committed_records(&dir.path().join("t.db")),
         400,
         "everything is committed on return"
     );
@@ -786,10 +874,12 @@ fn the_pipelined_writer_commits_a_group_nobody_follows_within_its_interval() {
         pulled += 1;
         if pulled == 2 {
             let started = std::time::Instant::now();
-            while committed_records(&dir) < 40 && started.elapsed().as_secs() < 20 {
+            while committed_records(&dir.path().join("t.db")) < 40
+                && started.elapsed().as_secs() < 20
+            {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
-            waited_for_first = Some(committed_records(&dir));
+            waited_for_first = Some(committed_records(&dir.path().join("t.db")));
         }
         chunks.next().map(|c| vec![batch(c).prepare(&policy)])
     });
@@ -800,7 +890,7 @@ fn the_pipelined_writer_commits_a_group_nobody_follows_within_its_interval() {
         Some(40),
         "the first group was committed unasked"
     );
-    assert_eq!(committed_records(&dir), 80);
+    assert_eq!(committed_records(&dir.path().join("t.db")), 80);
 }
 
 #[test]

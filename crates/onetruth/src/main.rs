@@ -326,8 +326,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             files,
             quiet,
         } => {
-            let connector = ingest::Connector::load(&connector, &cfg)?;
-            let report = ingest::ingest(&cfg, &connector, &files, !quiet)?;
+            let connector = ingest::load_connector(&connector, &cfg)?;
+            let report = ingest::ingest(&cfg, connector, &files, !quiet)?;
             use std::io::Write;
             writeln!(std::io::stdout(), "{}", report.line())?;
         }

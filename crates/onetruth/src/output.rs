@@ -206,8 +206,13 @@ pub fn print_stats(s: &Stats, json: bool) -> anyhow::Result<()> {
     writeln!(w, "events                 {}", s.events)?;
     writeln!(w, "quarantined            {}", s.quarantined)?;
     writeln!(w, "changelog version      {}", s.changelog_version)?;
-    for (c, p) in &s.checkpoints {
-        writeln!(w, "checkpoint {c}: {p}")?;
+    for (connector, streams) in &s.checkpoints {
+        for (stream, position) in streams {
+            match stream.as_str() {
+                "" => writeln!(w, "checkpoint {connector}: {position}")?,
+                _ => writeln!(w, "checkpoint {connector} {stream}: {position}")?,
+            }
+        }
     }
     Ok(())
 }

@@ -1,0 +1,29 @@
+//! The ingest pipeline, shared by `onetruth ingest`, `demo` and the daemon: connectors'
+//! sources polled on their own threads, records mapped and prepared there, applied by the
+//! store's one writer, checkpoints in the same transaction, acknowledgements after the commit.
+//!
+//! [`transports`] is the one place transports register.
+
+mod checkpoints;
+mod connector;
+mod health;
+mod ingest;
+mod run;
+
+pub use checkpoints::StoreCheckpoints;
+pub use connector::{Connector, ConnectorError};
+pub use health::{ConnectorState, Health};
+pub use ingest::{IngestError, IngestOptions, IngestReport, ingest};
+pub use run::{
+    Input, OnSourceError, PipelineError, PipelineOptions, PipelineReport, ProgressFn, Stop,
+    VersionClock, run,
+};
+
+use onetruth_connect::Registry;
+
+/// Every transport this build knows: `type = "..."` in a manifest's `transport` table.
+pub fn transports() -> Registry {
+    let mut registry = Registry::new();
+    registry.register(onetruth_connector_file::FileTransport);
+    registry
+}
