@@ -35,7 +35,8 @@ pub struct FileParams {
     /// CSV field delimiter, one ASCII character (default `,`).
     #[serde(default)]
     pub delimiter: Option<char>,
-    /// For `onetruth run`: a directory the daemon watches. Each new file in it is ingested
+    /// For `onetruth run`: a directory the daemon watches (relative to the manifest's
+    /// directory). Each new file in it is ingested
     /// once (resuming after its last committed line if the daemon stopped halfway); a file
     /// that reappears with another size or modification time is a new export and is read
     /// again. Files whose names start with `.` or end with `.tmp` or `.part` are skipped.

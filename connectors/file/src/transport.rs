@@ -42,7 +42,7 @@ impl TypedSourceFactory for FileTransport {
         };
         let stored = ctx.checkpoints.checkpoints()?;
         Ok(Box::new(InboxSource::new(
-            inbox.clone(),
+            ctx.base_dir.join(inbox),
             params.clone(),
             stored,
         )?))

@@ -247,7 +247,71 @@ pub async fn serve(
     state: ApiState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    serve_router(listener, router(state), shutdown).await
+}
+
+/// Serve `router` (e.g. [`daemon_router`]) on `listener` until `shutdown` completes.
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// What a running daemon reports on `/readyz` and `/metrics`.
+pub trait Operations: Send + Sync + 'static {
+    fn readiness(&self) -> Readiness;
+    /// Prometheus text exposition.
+    fn metrics(&self) -> String;
+}
+
+/// `GET /readyz`: `200` when the store is open, the resolver loaded and every connector
+/// running; `503` otherwise, with the same body saying what is not.
+#[derive(Debug, Clone, Serialize)]
+pub struct Readiness {
+    pub ready: bool,
+    /// `open`.
+    pub store: &'static str,
+    /// `loading` or `loaded`.
+    pub resolver: &'static str,
+    /// Connector name -> `running`, `retrying`, `failed` or `stopped`.
+    pub connectors: std::collections::BTreeMap<String, String>,
+}
+
+/// The daemon's router: the API plus `/readyz` and `/metrics`.
+pub fn daemon_router(state: ApiState, ops: std::sync::Arc<dyn Operations>) -> Router {
+    let ready = ops.clone();
+    router(state)
+        .route(
+            "/readyz",
+            get(move || {
+                let r = ready.readiness();
+                async move {
+                    let status = if r.ready {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    };
+                    (status, Json(r))
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let text = ops.metrics();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        text,
+                    )
+                }
+            }),
+        )
 }

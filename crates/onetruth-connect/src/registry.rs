@@ -27,6 +27,8 @@ pub struct SourceContext {
     /// Files named on the command line (`onetruth ingest --connector M FILE...`): a file
     /// transport reads exactly these, once, instead of watching its inbox.
     pub files: Vec<PathBuf>,
+    /// Where relative paths in the params start from: the manifest's directory.
+    pub base_dir: PathBuf,
 }
 
 /// A transport's factory, typed by its params (Quickwit's `TypedSourceFactory`).

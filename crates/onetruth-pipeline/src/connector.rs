@@ -64,3 +64,11 @@ impl Connector {
         }
     }
 }
+
+/// The directory a manifest's relative paths start from.
+pub fn base_dir(manifest: &Path) -> PathBuf {
+    match manifest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}

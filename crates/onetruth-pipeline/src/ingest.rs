@@ -8,7 +8,9 @@ use onetruth_connect::{NoCheckpoints, SourceContext};
 use onetruth_resolve::Matching;
 use onetruth_store::{ApplySummary, InitialLoad, Store, StoreError, StoreOptions, StreamCommit};
 
-use crate::{Connector, Health, Input, PipelineError, PipelineOptions, Stop, VersionClock};
+use crate::{
+    Connector, Health, Input, PipelineError, PipelineOptions, Stop, VersionClock, base_dir,
+};
 
 /// How an ingest runs.
 #[derive(Clone)]
@@ -92,6 +94,7 @@ pub fn ingest(
             connector: connector.name.clone(),
             checkpoints: Arc::new(NoCheckpoints),
             files: files.to_vec(),
+            base_dir: base_dir(&connector.path),
         })
         .map_err(IngestError::Open)?;
 

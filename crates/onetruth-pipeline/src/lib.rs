@@ -11,7 +11,7 @@ mod ingest;
 mod run;
 
 pub use checkpoints::StoreCheckpoints;
-pub use connector::{Connector, ConnectorError};
+pub use connector::{Connector, ConnectorError, base_dir};
 pub use health::{ConnectorState, Health};
 pub use ingest::{IngestError, IngestOptions, IngestReport, ingest};
 pub use run::{

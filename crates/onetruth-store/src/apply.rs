@@ -877,6 +877,28 @@ impl Store {
         self.write(Vec::new(), Some(decision), false)
     }
 
+    /// Load the writer's state and the resolver now rather than at the first write that needs
+    /// them (a daemon, so that its first live record does not wait seconds for them). A no-op
+    /// when they are loaded and current.
+    pub fn warm_up(&mut self) -> Result<(), StoreError> {
+        let state = self.state.take();
+        let tx = self.conn.transaction()?;
+        let version = data_version(&tx)?;
+        let mut state = match state {
+            Some(s) if s.data_version == version => s,
+            _ => WriterState::load(&tx, &self.resolution, version)?,
+        };
+        state.ensure_resolver(&tx)?;
+        drop(tx);
+        self.state = Some(state);
+        Ok(())
+    }
+
+    /// Whether the resolver is loaded (see [`Store::warm_up`]).
+    pub fn is_warm(&self) -> bool {
+        self.state.as_ref().is_some_and(WriterState::has_resolver)
+    }
+
     fn write(
         &mut self,
         batches: Vec<PreparedBatch>,

@@ -23,6 +23,22 @@ pub struct RawConfig {
     pub ingest: RawIngest,
     pub resolution: RawResolution,
     pub survivorship: RawSurvivorship,
+    pub daemon: RawDaemon,
+}
+
+/// `[daemon]`: what `onetruth run` runs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDaemon {
+    /// Connector manifests to run, relative to the config file's directory.
+    pub connectors: Vec<PathBuf>,
+    /// A live transaction commits once its oldest batch was written this many milliseconds
+    /// ago (default 100): how long a change may wait to become visible. A backlog still
+    /// commits in large groups (`ingest.commit_records`).
+    pub commit_interval_ms: Option<u64>,
+    /// On SIGTERM / SIGINT, how long to wait for in-flight batches to commit before exiting
+    /// anyway, in milliseconds (default 30000).
+    pub drain_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -125,6 +141,16 @@ pub struct Config {
     pub initial_load: bool,
     pub resolution: ResolverConfig,
     pub survivorship: Survivorship,
+    pub daemon: DaemonConfig,
+}
+
+/// Validated `[daemon]`.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Manifest paths, resolved against the config file's directory.
+    pub connectors: Vec<PathBuf>,
+    pub commit: StreamCommit,
+    pub drain_timeout: std::time::Duration,
 }
 
 impl Config {
@@ -146,6 +172,7 @@ impl Config {
                 .with_list_parse_key("identifiers.blocklist")
                 .with_list_parse_key("resolution.unique_kinds")
                 .with_list_parse_key("survivorship.source_priority")
+                .with_list_parse_key("daemon.connectors")
                 .try_parsing(true),
         );
         let origin = file
@@ -155,14 +182,16 @@ impl Config {
             .build()
             .and_then(|c| c.try_deserialize())
             .with_context(|| format!("config {origin}"))?;
-        raw.validate(db)
+        let base = file.and_then(Path::parent).map(Path::to_path_buf);
+        raw.validate(db, base.as_deref())
             .map_err(|errors| anyhow::anyhow!("config {origin}: {}", errors.join("; ")))
     }
 }
 
 impl RawConfig {
     /// Check everything, collecting every error.
-    pub fn validate(self, db: Option<PathBuf>) -> Result<Config, Vec<String>> {
+    /// `base`: the config file's directory, which relative connector paths start from.
+    pub fn validate(self, db: Option<PathBuf>, base: Option<&Path>) -> Result<Config, Vec<String>> {
         let mut errors = Vec::new();
         let region = match &self.identifiers.default_region {
             None => PhoneRegion::default(),
@@ -232,6 +261,7 @@ impl RawConfig {
         let cache_mib = self.store.cache_mib.unwrap_or(256);
         let resolution = self.resolution.validate(&normalizer, &mut errors);
         let survivorship = self.survivorship.validate(&mut errors);
+        let daemon = self.daemon.validate(commit, base, &mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -248,7 +278,50 @@ impl RawConfig {
             initial_load: self.ingest.initial_load.unwrap_or(true),
             resolution,
             survivorship,
+            daemon,
         })
+    }
+}
+
+impl RawDaemon {
+    fn validate(
+        self,
+        bulk: StreamCommit,
+        base: Option<&Path>,
+        errors: &mut Vec<String>,
+    ) -> DaemonConfig {
+        let interval = self.commit_interval_ms.unwrap_or(100);
+        if interval > 60_000 {
+            errors.push("daemon.commit_interval_ms: at most 60000".into());
+        }
+        let drain = self.drain_timeout_ms.unwrap_or(30_000);
+        if drain == 0 {
+            errors.push("daemon.drain_timeout_ms: must be at least 1".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for c in &self.connectors {
+            if !seen.insert(c) {
+                errors.push(format!(
+                    "daemon.connectors: `{}` is listed twice",
+                    c.display()
+                ));
+            }
+        }
+        DaemonConfig {
+            connectors: self
+                .connectors
+                .into_iter()
+                .map(|c| match base {
+                    Some(b) if c.is_relative() => b.join(c),
+                    _ => c,
+                })
+                .collect(),
+            commit: StreamCommit {
+                records: bulk.records,
+                interval: std::time::Duration::from_millis(interval),
+            },
+            drain_timeout: std::time::Duration::from_millis(drain),
+        }
     }
 }
 
@@ -401,7 +474,7 @@ mod tests {
             },
             ..Default::default()
         };
-        let errors = raw.validate(None).unwrap_err();
+        let errors = raw.validate(None, None).unwrap_err();
         assert_eq!(errors.len(), 7, "{errors:?}");
         assert!(
             errors
@@ -434,7 +507,7 @@ mod tests {
             },
             ..Default::default()
         };
-        let c = raw.validate(None).unwrap();
+        let c = raw.validate(None, None).unwrap();
         let id = |kind: IdentifierKind, v: &str| Identifier {
             kind,
             value: v.into(),
@@ -456,7 +529,7 @@ mod tests {
             },
             ..Default::default()
         };
-        let errors = bad.validate(None).unwrap_err();
+        let errors = bad.validate(None, None).unwrap_err();
         assert!(errors[0].contains("phone:not a number"), "{errors:?}");
     }
 

@@ -1,6 +1,7 @@
 //! The `onetruth` binary: CLI, config and wiring. Thin: the work happens in the library crates.
 
 mod config;
+mod daemon;
 mod demo;
 mod export;
 mod ingest;
@@ -37,8 +38,23 @@ struct Cli {
     /// Config file (TOML); `ONETRUTH__SECTION__KEY` environment variables override it.
     #[arg(long, global = true, env = "ONETRUTH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Log format: `text` (default; coloured on a terminal) or `json` (one object per line).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "ONETRUTH_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -186,7 +202,17 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
     },
-    /// Serve the HTTP API.
+    /// Run the sync daemon: every connector in `[daemon] connectors`, the HTTP API,
+    /// `/metrics`, `/healthz` and `/readyz`, until SIGTERM / SIGINT.
+    Run {
+        /// Listen address (default from config, 127.0.0.1:7700).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Check the config and every connector manifest, then exit.
+        #[arg(long)]
+        check_config: bool,
+    },
+    /// Serve the HTTP API over a store (read-only; `run` serves it too).
     Serve {
         /// Listen address (default from config, 127.0.0.1:7700).
         #[arg(long)]
@@ -229,10 +255,16 @@ fn main() -> ExitCode {
     // default page cache stays: correct, slower commits.
     let page_cache = onetruth_store::install_page_cache();
     let cli = Cli::parse();
-    init_tracing(matches!(
-        cli.command,
-        Command::Serve { .. } | Command::Demo { .. }
-    ));
+    if let Err(e) = init_tracing(
+        matches!(
+            cli.command,
+            Command::Serve { .. } | Command::Demo { .. } | Command::Run { .. }
+        ),
+        cli.log_format,
+    ) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     tracing::debug!(page_cache, "sqlite page cache wrapper");
     match run(cli) {
         Ok(code) => code,
@@ -259,15 +291,23 @@ fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-fn init_tracing(daemon: bool) {
+fn init_tracing(daemon: bool, format: LogFormat) -> anyhow::Result<()> {
     let default = if daemon { "info" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ONETRUTH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let filter = match std::env::var("ONETRUTH_LOG") {
+        Ok(spec) => tracing_subscriber::EnvFilter::try_new(&spec)
+            .with_context(|| format!("ONETRUTH_LOG: `{spec}` is not a log filter"))?,
+        Err(_) => tracing_subscriber::EnvFilter::new(default),
+    };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+    Ok(())
 }
 
 pub(crate) fn open_store(cfg: &Config) -> anyhow::Result<Store> {
@@ -492,6 +532,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             drop(open_store(&cfg)?);
             serve::serve(&cfg, listen.as_deref())?;
+        }
+        Command::Run {
+            listen,
+            check_config,
+        } => {
+            if check_config {
+                daemon::check(&cfg)?;
+            } else {
+                return daemon::run(&cfg, listen.as_deref());
+            }
         }
         Command::Demo { listen, no_serve } => {
             demo::run(&cfg, listen.as_deref(), no_serve)?;

@@ -24,13 +24,7 @@ pub fn serve(cfg: &Config, listen: Option<&str>) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
-        // Tests and scripts read this line to find the port when listening on :0.
-        {
-            use std::io::Write;
-            // A closed stdout must not stop the server; the log line below says the same.
-            let mut out = std::io::stdout();
-            let _ = writeln!(out, "listening on http://{local}").and_then(|()| out.flush());
-        }
+        announce(local);
         tracing::info!(%local, "api listening");
         let state = ApiState::new(
             cfg.db.clone(),
@@ -38,7 +32,13 @@ pub fn serve(cfg: &Config, listen: Option<&str>) -> anyhow::Result<()> {
             cfg.normalizer.clone(),
         );
         let shutdown = CancellationToken::new();
-        tokio::spawn(wait_for_signal(shutdown.clone()));
+        let mut signals = Signals::new()?;
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            signals.next().await;
+            tracing::info!("shutting down");
+            token.cancel();
+        });
         onetruth_api::serve(listener, state, shutdown.cancelled_owned())
             .await
             .context("api server failed")?;
@@ -47,27 +47,45 @@ pub fn serve(cfg: &Config, listen: Option<&str>) -> anyhow::Result<()> {
     })
 }
 
-async fn wait_for_signal(token: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Print the address being served on stdout: tests and scripts read this line to find the port
+/// when listening on :0.
+pub fn announce(local: SocketAddr) {
+    use std::io::Write;
+    // A closed stdout must not stop the server; the log line says the same.
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "listening on http://{local}").and_then(|()| out.flush());
+}
+
+/// SIGTERM and SIGINT (Ctrl-C), as a stream of "a signal came".
+pub struct Signals {
     #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                    let _ = ctrl_c.await;
-                    token.cancel();
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn new() -> anyhow::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals {
+                term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+                int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Signals {})
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
-    tracing::info!("shutting down");
-    token.cancel();
+
+    /// Wait for the next signal.
+    pub async fn next(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

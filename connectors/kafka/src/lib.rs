@@ -1,0 +1,1 @@
+//! The Kafka transport (`type = "kafka"`): being built (issue 19).

@@ -1,0 +1,263 @@
+//! `onetruth run`: every configured connector into the store through one long-lived writer
+//! (the resolver stays warm), the HTTP API with `/healthz`, `/readyz` and `/metrics`, and a
+//! bounded drain on SIGTERM / SIGINT.
+//!
+//! Shutdown: the first signal stops intake (every source finishes the batch it holds), the
+//! writer commits and acknowledges what is queued, the API stops taking requests, and the
+//! process exits 0 once both are done, or 1 after `daemon.drain_timeout_ms`. A second signal
+//! exits at once: nothing is lost, what was not committed was not acknowledged and is read
+//! again on the next start.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, bail};
+use onetruth_api::{ApiState, Operations, Readiness};
+use onetruth_connect::SourceContext;
+use onetruth_pipeline::{
+    Connector, Health, Input, OnSourceError, PipelineReport, Stop, StoreCheckpoints, VersionClock,
+};
+use onetruth_store::Store;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+
+/// Load and check every configured connector, reporting every problem at once.
+pub fn load_connectors(cfg: &Config) -> anyhow::Result<Vec<Arc<Connector>>> {
+    if cfg.daemon.connectors.is_empty() {
+        bail!("daemon.connectors: list at least one connector manifest to run");
+    }
+    let registry = onetruth_pipeline::transports();
+    let mut connectors: Vec<Arc<Connector>> = Vec::new();
+    let mut errors = Vec::new();
+    for path in &cfg.daemon.connectors {
+        match Connector::load(path, &registry, &cfg.normalizer) {
+            Ok(c) => {
+                if let Some(other) = connectors.iter().find(|o| o.name == c.name) {
+                    errors.push(format!(
+                        "manifest {}: source `{}` is also the source of {} (each connector needs its own source name)",
+                        path.display(),
+                        c.name,
+                        other.path.display()
+                    ));
+                } else {
+                    connectors.push(Arc::new(c));
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("\n"));
+    }
+    Ok(connectors)
+}
+
+/// `run --check-config`: config and manifests valid.
+pub fn check(cfg: &Config) -> anyhow::Result<()> {
+    let connectors = load_connectors(cfg)?;
+    let names: Vec<String> = connectors
+        .iter()
+        .map(|c| format!("{} ({})", c.name, c.transport.kind()))
+        .collect();
+    println!(
+        "config ok: {} connector{}: {}",
+        names.len(),
+        if names.len() == 1 { "" } else { "s" },
+        names.join(", ")
+    );
+    Ok(())
+}
+
+/// What `/readyz` and `/metrics` read.
+struct DaemonOps {
+    health: Arc<Health>,
+    warm: Arc<AtomicBool>,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+impl Operations for DaemonOps {
+    fn readiness(&self) -> Readiness {
+        let connectors = self.health.snapshot();
+        let resolver = self.warm.load(Ordering::Acquire);
+        let ready = resolver && !connectors.is_empty() && connectors.values().all(|s| s.is_live());
+        Readiness {
+            ready,
+            store: "open",
+            resolver: if resolver { "loaded" } else { "loading" },
+            connectors: connectors
+                .into_iter()
+                .map(|(k, v)| (k, v.as_str().to_string()))
+                .collect(),
+        }
+    }
+
+    fn metrics(&self) -> String {
+        self.metrics.render()
+    }
+}
+
+pub fn run(cfg: &Config, listen: Option<&str>) -> anyhow::Result<ExitCode> {
+    let connectors = load_connectors(cfg)?;
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    let addr: std::net::SocketAddr = match listen {
+        Some(l) => l
+            .parse()
+            .with_context(|| format!("--listen `{l}` is not an address like 127.0.0.1:7700"))?,
+        None => cfg.listen,
+    };
+
+    let mut store = crate::open_store(cfg)?;
+    store.set_stream_commit(cfg.daemon.commit);
+    let mut inputs = Vec::new();
+    for c in &connectors {
+        let source = c
+            .transport
+            .create(SourceContext {
+                connector: c.name.clone(),
+                checkpoints: Arc::new(StoreCheckpoints {
+                    db: cfg.db.clone(),
+                    options: crate::store_options(cfg, true),
+                    connector: c.name.clone(),
+                }),
+                files: Vec::new(),
+                base_dir: onetruth_pipeline::base_dir(&c.path),
+            })
+            .with_context(|| format!("connector {} ({})", c.name, c.path.display()))?;
+        inputs.push(Input {
+            connector: c.clone(),
+            source,
+        });
+    }
+
+    let health = Arc::new(Health::new());
+    let warm = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(Stop::new());
+    let mut options = crate::ingest::pipeline_options(cfg);
+    options.versions = VersionClock::PerBatch;
+    options.on_source_error = OnSourceError::StopConnector;
+
+    // The writer: warm the resolver, then run every source until told to stop.
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let pipeline = {
+        let (health, warm, stop) = (health.clone(), warm.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("writer".into())
+            .spawn(move || {
+                let result = writer(&mut store, inputs, &options, &stop, &health, &warm);
+                let _ = done_tx.send(result);
+            })
+            .context("cannot start the writer thread")?
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let ops = Arc::new(DaemonOps {
+        health,
+        warm,
+        metrics: recorder.clone(),
+    });
+    let state = ApiState::new(
+        cfg.db.clone(),
+        crate::store_options(cfg, true),
+        cfg.normalizer.clone(),
+    );
+    let drain = cfg.daemon.drain_timeout;
+    let code = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let local = listener.local_addr()?;
+        crate::serve::announce(local);
+        tracing::info!(%local, connectors = connectors.len(), "daemon running");
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                recorder.run_upkeep();
+            }
+        });
+        let shutdown = CancellationToken::new();
+        let api = tokio::spawn(onetruth_api::serve_router(
+            listener,
+            onetruth_api::daemon_router(state, ops),
+            shutdown.clone().cancelled_owned(),
+        ));
+        let mut signals = crate::serve::Signals::new()?;
+        let mut done_rx = done_rx;
+        let outcome = tokio::select! {
+            () = signals.next() => None,
+            r = &mut done_rx => Some(r),
+        };
+        let outcome = match outcome {
+            // The writer stopped by itself: a store failure.
+            Some(r) => r.unwrap_or(Err(anyhow::anyhow!("the writer thread stopped"))),
+            None => {
+                tracing::info!(drain_timeout_ms = drain.as_millis() as u64, "stopping: draining in-flight batches");
+                stop.stop();
+                tokio::select! {
+                    r = tokio::time::timeout(drain, &mut done_rx) => match r {
+                        Ok(r) => r.unwrap_or(Err(anyhow::anyhow!("the writer thread stopped"))),
+                        Err(_) => {
+                            tracing::error!("drain timed out; exiting with batches in flight (they are read again on the next start)");
+                            return Ok(ExitCode::FAILURE);
+                        }
+                    },
+                    () = signals.next() => {
+                        tracing::warn!("second signal: exiting now (uncommitted batches are read again on the next start)");
+                        return Ok(ExitCode::from(130));
+                    }
+                }
+            }
+        };
+        shutdown.cancel();
+        match api.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "api server failed"),
+            Err(e) => tracing::error!(error = %e, "api task failed"),
+        }
+        match outcome {
+            Ok(report) => {
+                tracing::info!(
+                    read = report.total_read(),
+                    applied = report.summary.applied,
+                    quarantined = report.summary.quarantined,
+                    "stopped"
+                );
+                Ok::<_, anyhow::Error>(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "writer failed");
+                Err(e)
+            }
+        }
+    })?;
+    if code == ExitCode::SUCCESS {
+        let _ = pipeline.join();
+    }
+    Ok(code)
+}
+
+/// The writer thread: load the resolver, then apply every source's batches until stopped.
+fn writer(
+    store: &mut Store,
+    inputs: Vec<Input>,
+    options: &onetruth_pipeline::PipelineOptions,
+    stop: &Stop,
+    health: &Health,
+    warm: &AtomicBool,
+) -> anyhow::Result<PipelineReport> {
+    let started = std::time::Instant::now();
+    store.warm_up().context("cannot load the resolver")?;
+    warm.store(true, Ordering::Release);
+    tracing::info!(
+        load_ms = started.elapsed().as_millis() as u64,
+        "resolver loaded"
+    );
+    let report = onetruth_pipeline::run(store, inputs, options, stop, health)?;
+    Ok(report)
+}
