@@ -67,3 +67,113 @@ pub fn ingest_demo(db: &Path, sources: &[(&str, &str)]) {
         );
     }
 }
+
+/// A running `onetruth run` daemon (or any long-running command), killed on drop.
+pub struct Daemon {
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Where its stderr (the log) goes.
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Start `onetruth --db DB ARGS... --listen 127.0.0.1:0` and wait until it listens.
+    pub fn start(db: &Path, args: &[&str], log: &Path) -> Daemon {
+        use std::io::BufRead;
+        let mut child = Command::new(BIN)
+            .arg("--db")
+            .arg(db)
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .env_remove("ONETRUTH_CONFIG")
+            .env_remove("ONETRUTH_DB")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(log).expect("log file"))
+            .spawn()
+            .expect("start onetruth");
+        let stdout = child.stdout.take().unwrap();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            if let Some(url) = line.strip_prefix("listening on ") {
+                return Daemon {
+                    child,
+                    base: url.trim().to_string(),
+                    log: log.to_path_buf(),
+                };
+            }
+        }
+        let _ = child.wait();
+        panic!(
+            "daemon exited before listening; log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+
+    /// GET `path`: status and body text.
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut resp = agent
+            .get(format!("{}{path}", self.base))
+            .call()
+            .expect("http request");
+        let status = resp.status().as_u16();
+        (status, resp.body_mut().read_to_string().unwrap_or_default())
+    }
+
+    /// Poll `path` until `ok` accepts its answer, for at most `secs` seconds.
+    pub fn wait_for(&self, path: &str, secs: u64, ok: impl Fn(u16, &str) -> bool) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            let (status, body) = self.get(path);
+            if ok(status, &body) {
+                return body;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!(
+                    "{path} never came right: last {status} {body}\nlog:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Send a signal (`TERM`, `INT`, `KILL`).
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Wait for the process to exit (at most `secs`), returning its exit code.
+    pub fn wait_exit(&mut self, secs: u64) -> Option<i32> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("daemon did not exit in {secs} s; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -331,13 +331,14 @@ impl<'a> SourceWorker<'a> {
             if let Ok(rx) = spent.try_lock() {
                 rx.try_iter().for_each(drop);
             }
-            match self.input.source.poll(self.options.batch_size) {
+            let polled = self.input.source.poll(self.options.batch_size);
+            if polled.is_ok() && backoff.attempts() > 0 {
+                tracing::info!(connector = %name, retries = backoff.attempts(), "source recovered");
+                self.health.set(&name, ConnectorState::Running);
+                backoff.reset();
+            }
+            match polled {
                 Ok(Poll::Records(raw)) => {
-                    if backoff.attempts() > 0 {
-                        tracing::info!(connector = %name, retries = backoff.attempts(), "source recovered");
-                        self.health.set(&name, ConnectorState::Running);
-                        backoff.reset();
-                    }
                     self.read += raw.records.len() as u64;
                     self.metrics.read.increment(raw.records.len() as u64);
                     let batch = self.batch(raw);

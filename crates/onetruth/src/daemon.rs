@@ -81,7 +81,12 @@ impl Operations for DaemonOps {
     fn readiness(&self) -> Readiness {
         let connectors = self.health.snapshot();
         let resolver = self.warm.load(Ordering::Acquire);
-        let ready = resolver && !connectors.is_empty() && connectors.values().all(|s| s.is_live());
+        // A connector that is retrying serves stale data: not ready until it reads again.
+        let ready = resolver
+            && !connectors.is_empty()
+            && connectors
+                .values()
+                .all(|s| *s == onetruth_pipeline::ConnectorState::Running);
         Readiness {
             ready,
             store: "open",
