@@ -3,6 +3,10 @@
 //! [`router`] builds the axum router so it can be tested in-process; the binary serves it.
 //! Error bodies never echo identifier values back (they may be emails or phones).
 
+mod feed;
+
+pub use feed::{ChangeMessage, change_messages};
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 

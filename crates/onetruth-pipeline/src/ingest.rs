@@ -127,7 +127,7 @@ pub fn ingest(
     let matching = pipeline.matching;
     let report = crate::run(
         store,
-        vec![Input { connector, source }],
+        vec![Input::connector(connector, source)],
         &pipeline,
         &Stop::new(),
         &Health::new(),

@@ -6,12 +6,14 @@
 
 mod checkpoints;
 mod connector;
+mod feed;
 mod health;
 mod ingest;
 mod run;
 
 pub use checkpoints::StoreCheckpoints;
 pub use connector::{Connector, ConnectorError, base_dir};
+pub use feed::{ChangeFeed, FeedEncoder, FeedMessage, FeedSink};
 pub use health::{ConnectorState, Health};
 pub use ingest::{IngestError, IngestOptions, IngestReport, ingest};
 pub use run::{

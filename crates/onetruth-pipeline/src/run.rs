@@ -28,10 +28,34 @@ use onetruth_store::{
 use crate::Connector;
 use crate::health::{ConnectorState, Health};
 
-/// A connector's source, ready to run.
+/// A source, ready to run: a connector's, whose records are mapped through its manifest, or
+/// an internal one that only advances checkpoints (the change feed's cursor).
 pub struct Input {
-    pub connector: Arc<Connector>,
+    /// What its checkpoints, metrics and health are kept under.
+    pub name: String,
+    /// The manifest its records are mapped with; `None` for a source that yields no records.
+    pub connector: Option<Arc<Connector>>,
     pub source: Box<dyn Source>,
+}
+
+impl Input {
+    /// A connector's source.
+    pub fn connector(connector: Arc<Connector>, source: Box<dyn Source>) -> Input {
+        Input {
+            name: connector.name.clone(),
+            connector: Some(connector),
+            source,
+        }
+    }
+
+    /// A source whose batches carry only checkpoints (records it yields are quarantined).
+    pub fn checkpoints_only(name: impl Into<String>, source: Box<dyn Source>) -> Input {
+        Input {
+            name: name.into(),
+            connector: None,
+            source,
+        }
+    }
 }
 
 /// What version a record gets when its manifest names no version field.
@@ -182,7 +206,7 @@ pub fn run(
     store.set_stream_spent(Some(spent_tx));
     let fatal: Mutex<Option<PipelineError>> = Mutex::new(None);
     for input in &inputs {
-        health.set(&input.connector.name, ConnectorState::Running);
+        health.set(&input.name, ConnectorState::Running);
     }
 
     let (written, threads) = std::thread::scope(|scope| {
@@ -190,11 +214,11 @@ pub fn run(
         for input in inputs {
             let tx = tx.clone();
             let (live, all_done, spent_rx, fatal) = (&live, &all_done, &spent_rx, &fatal);
-            let name = format!("source-{}", input.connector.name);
+            let name = format!("source-{}", input.name);
             let handle = std::thread::Builder::new()
                 .name(name)
                 .spawn_scoped(scope, move || {
-                    let connector = input.connector.clone();
+                    let connector = input.name.clone();
                     let mut worker = SourceWorker::new(input, options, health);
                     let outcome = worker.run(&tx, stop, spent_rx);
                     drop(tx);
@@ -205,7 +229,7 @@ pub fn run(
                         Ok(()) => {}
                         Err(error) => {
                             health.set(
-                                &connector.name,
+                                &connector,
                                 ConnectorState::Failed(error.to_string()),
                             );
                             match options.on_source_error {
@@ -213,12 +237,12 @@ pub fn run(
                                     stop.stop();
                                     let mut f = fatal.lock().unwrap_or_else(|p| p.into_inner());
                                     f.get_or_insert(PipelineError::Source {
-                                        connector: connector.name.clone(),
+                                        connector: connector.clone(),
                                         error,
                                     });
                                 }
                                 OnSourceError::StopConnector => {
-                                    tracing::error!(connector = %connector.name, error = %error, "connector stopped");
+                                    tracing::error!(connector = %connector, error = %error, "connector stopped");
                                     worker.failed = Some(error);
                                 }
                             }
@@ -246,7 +270,7 @@ pub fn run(
         let mut worker = worker.map_err(|_| PipelineError::Panicked("source"))?;
         // Every batch it yielded is committed (and acknowledged) or dropped by now.
         worker.input.source.close();
-        let name = worker.input.connector.name.clone();
+        let name = worker.input.name.clone();
         *report.read.entry(name.clone()).or_default() += worker.read;
         if let Some(e) = worker.failed.take() {
             report.failed.push((name, e));
@@ -308,7 +332,7 @@ struct SourceWorker<'a> {
 
 impl<'a> SourceWorker<'a> {
     fn new(input: Input, options: &'a PipelineOptions, health: &'a Health) -> SourceWorker<'a> {
-        let metrics = SourceMetrics::new(&input.connector.name);
+        let metrics = SourceMetrics::new(&input.name);
         SourceWorker {
             input,
             options,
@@ -325,7 +349,7 @@ impl<'a> SourceWorker<'a> {
         stop: &Stop,
         spent: &Mutex<mpsc::Receiver<onetruth_store::SpentGroup>>,
     ) -> Result<(), SourceError> {
-        let name = self.input.connector.name.clone();
+        let name = self.input.name.clone();
         let mut backoff = Backoff::new(self.options.retry_initial, self.options.retry_max);
         while !stop.is_stopped() {
             if let Ok(rx) = spent.try_lock() {
@@ -379,10 +403,18 @@ impl<'a> SourceWorker<'a> {
         Ok(())
     }
 
+    /// The `source` its records are stored under: the manifest's.
+    fn source_name(&self) -> &str {
+        match &self.input.connector {
+            Some(c) => &c.manifest.source,
+            None => &self.input.name,
+        }
+    }
+
     /// Map a raw batch; failures become quarantine entries with the raw payload and the
     /// reason. The batch's acknowledgement runs after its commit, with the metrics.
     fn batch(&self, raw: RawBatch) -> PreparedBatch {
-        let connector = &self.input.connector;
+        let name = &self.input.name;
         let version = match self.options.versions {
             VersionClock::Fixed(v) => v,
             VersionClock::PerBatch => now_micros(),
@@ -391,7 +423,14 @@ impl<'a> SourceWorker<'a> {
         let mut records = Vec::with_capacity(raw.records.len());
         let mut quarantine = Vec::new();
         for r in raw.records {
-            match connector.mapper.map_owned(r, version) {
+            let mapped = match &self.input.connector {
+                Some(c) => c.mapper.map_owned(r, version),
+                None => Err(Box::new((
+                    onetruth_connect::MapError("this source has no mapping".into()),
+                    r,
+                ))),
+            };
+            match mapped {
                 Ok(record) => records.push(record),
                 Err(failed) => {
                     let (e, r) = *failed;
@@ -401,9 +440,9 @@ impl<'a> SourceWorker<'a> {
                             .unwrap_or_else(|| serde_json::Value::Object(obj).to_string()),
                         RawBody::Json(text) | RawBody::Malformed { text, .. } => text,
                     };
-                    tracing::debug!(connector = %connector.name, position = %r.position, reason = %e, "record quarantined");
+                    tracing::debug!(connector = %name, position = %r.position, reason = %e, "record quarantined");
                     quarantine.push(QuarantineEntry {
-                        source: connector.manifest.source.clone(),
+                        source: self.source_name().to_string(),
                         position: r.position.0,
                         raw: text,
                         reason: e.to_string(),
@@ -441,7 +480,7 @@ impl<'a> SourceWorker<'a> {
             }
         });
         Batch {
-            connector: connector.name.clone(),
+            connector: name.clone(),
             records,
             quarantine,
             checkpoints: raw

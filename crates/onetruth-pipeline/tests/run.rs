@@ -47,7 +47,9 @@ enum Step {
     /// checkpoint of stream `s` at the last id.
     Records(&'static str, Vec<&'static str>),
     Idle,
-    Fail { retryable: bool },
+    Fail {
+        retryable: bool,
+    },
 }
 
 /// Plays its steps, then ends (or idles, if `live`). Every ack it hands out reports to `acked`
@@ -100,7 +102,9 @@ impl Source for Scripted {
             Some(Step::Fail { retryable: true }) => {
                 Err(SourceError::retryable("test", "broker unreachable"))
             }
-            Some(Step::Fail { retryable: false }) => Err(SourceError::new("test", "bad credentials")),
+            Some(Step::Fail { retryable: false }) => {
+                Err(SourceError::new("test", "bad credentials"))
+            }
             None if self.live => Ok(Poll::Idle(Duration::from_millis(5))),
             None => Ok(Poll::End),
         }
@@ -134,16 +138,16 @@ impl Harness {
     }
 
     fn input(&self, source: &str, steps: Vec<Step>, live: bool) -> Input {
-        Input {
-            connector: connector(source),
-            source: Box::new(Scripted {
+        Input::connector(
+            connector(source),
+            Box::new(Scripted {
                 steps: steps.into(),
                 live,
                 db: self.db.clone(),
                 acked: self.acked.clone(),
                 closed: self.closed.clone(),
             }),
-        }
+        )
     }
 }
 
@@ -179,7 +183,11 @@ fn batches_are_acknowledged_after_their_commit_with_checkpoints_per_stream() {
     assert_eq!((report.summary.applied, report.summary.quarantined), (4, 1));
     let acked = h.acked.lock().unwrap().clone();
     let labels: Vec<&str> = acked.iter().map(|(l, _)| l.as_str()).collect();
-    assert_eq!(labels, ["p0:2", "p1:bad", "p0:4"], "every batch acked, in order");
+    assert_eq!(
+        labels,
+        ["p0:2", "p1:bad", "p0:4"],
+        "every batch acked, in order"
+    );
     // When each ack ran, its records were visible to another connection: committed.
     for ((_, seen), at_least) in acked.iter().zip([2, 3, 4]) {
         assert!(*seen >= at_least, "ack ran before the commit: {acked:?}");
@@ -215,7 +223,10 @@ fn a_retryable_failure_backs_off_and_a_fatal_one_stops_only_its_connector() {
     o.on_source_error = OnSourceError::StopConnector;
     let health = Health::new();
     let report = run(&mut h.store, vec![flaky, broken], &o, &Stop::new(), &health).unwrap();
-    assert_eq!(report.summary.applied, 2, "the batch before the failure stays");
+    assert_eq!(
+        report.summary.applied, 2,
+        "the batch before the failure stays"
+    );
     assert_eq!(report.failed.len(), 1);
     assert_eq!(report.failed[0].0, "broken");
     assert!(
@@ -227,8 +238,14 @@ fn a_retryable_failure_backs_off_and_a_fatal_one_stops_only_its_connector() {
     // Where one failure stops everything (`ingest`), the error comes back.
     let mut h = Harness::new();
     let broken = h.input("broken", vec![Step::Fail { retryable: false }], false);
-    let err = run(&mut h.store, vec![broken], &options(), &Stop::new(), &Health::new())
-        .unwrap_err();
+    let err = run(
+        &mut h.store,
+        vec![broken],
+        &options(),
+        &Stop::new(),
+        &Health::new(),
+    )
+    .unwrap_err();
     assert!(
         matches!(&err, PipelineError::Source { connector, .. } if connector == "broken"),
         "{err}"

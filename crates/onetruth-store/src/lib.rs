@@ -7,6 +7,7 @@
 //! crash at any point neither loses nor double-applies a record.
 
 mod apply;
+mod changes;
 mod codec;
 mod explain;
 mod initial;
@@ -26,6 +27,7 @@ pub use apply::{
     ApplySummary, Batch, CuratorDecision, OnCommit, PreparedBatch, QuarantineEntry,
     StreamCheckpoint,
 };
+pub use changes::{Change, ChangeEntry};
 pub use explain::*;
 pub use initial::{INITIAL_LOAD_CACHE_MIB, InitialLoad};
 pub use onetruth_model::SourceRecord;
@@ -55,6 +57,8 @@ pub enum StoreError {
     Parameters { id: i64, message: String },
     #[error("corrupt stored record {record_id}: {message}")]
     Corrupt { record_id: i64, message: String },
+    #[error("corrupt changelog entry {seq}: {message}")]
+    CorruptChange { seq: i64, message: String },
     #[error("sqlite: {0}")]
     Backend(BackendError),
     #[error("{path}: {cause}")]

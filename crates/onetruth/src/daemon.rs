@@ -132,10 +132,7 @@ pub fn run(cfg: &Config, listen: Option<&str>) -> anyhow::Result<ExitCode> {
                 base_dir: onetruth_pipeline::base_dir(&c.path),
             })
             .with_context(|| format!("connector {} ({})", c.name, c.path.display()))?;
-        inputs.push(Input {
-            connector: c.clone(),
-            source,
-        });
+        inputs.push(Input::connector(c.clone(), source));
     }
 
     let health = Arc::new(Health::new());
