@@ -286,3 +286,58 @@ fn sigkills_while_reading_an_export_lose_and_double_nothing() {
         .unwrap();
     assert_eq!(created, customers);
 }
+
+#[test]
+fn curate_and_reresolve_go_through_the_running_daemon_without_a_reload() {
+    let (dir, config, db) = setup("");
+    let mut d = start(&db, &config, "run.log");
+    d.wait_for("/readyz", 10, |s, _| s == 200);
+    std::fs::copy(demo_dir().join("crm.csv"), dir.path().join("inbox/crm.csv")).unwrap();
+    // Two CRM contacts of one customer in the demo data.
+    let one = d.wait_for("/v1/customers/cus_1", 10, |s, _| s == 200);
+    let one: serde_json::Value = serde_json::from_str(&one).unwrap();
+    let records: Vec<String> = one["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{}:{}",
+                r["source"].as_str().unwrap(),
+                r["source_id"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(records.len(), 2, "{one}");
+    assert!(db.with_file_name("t.db.daemon").exists());
+
+    let r = ok(&db, &["curate", "never-merge", &records[0], &records[1]]);
+    assert_eq!(r.stdout.trim(), "recorded by the running daemon");
+    let split = d.get("/v1/customers/cus_1").1;
+    let split: serde_json::Value = serde_json::from_str(&split).unwrap();
+    assert_eq!(split["records"].as_array().unwrap().len(), 1, "{split}");
+    let r = onetruth(&db, &["curate", "detach", "crm:nobody"]);
+    assert_eq!(r.status, 1);
+    assert!(r.stderr.contains("no such record"), "{}", r.stderr);
+    let r = ok(&db, &["reresolve"]);
+    assert_eq!(r.stdout.trim(), "re-resolved by the running daemon");
+    // The writer applied both on its warm resolver: loaded once, at start.
+    assert_eq!(
+        d.log_text()
+            .matches("resolver loaded from the store")
+            .count(),
+        1,
+        "{}",
+        d.log_text()
+    );
+
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(15), Some(0));
+    assert!(
+        !db.with_file_name("t.db.daemon").exists(),
+        "the daemon file is removed"
+    );
+    // Without a daemon, the CLI writes the store itself.
+    let r = ok(&db, &["curate", "force-merge", &records[0], &records[1]]);
+    assert!(r.stdout.starts_with("recorded;"), "{}", r.stdout);
+}

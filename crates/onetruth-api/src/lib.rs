@@ -16,7 +16,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use onetruth_model::{CustomerId, IdentifierKind, Normalizer};
-use onetruth_store::{CustomerProfile, Store, StoreError, StoreOptions};
+use onetruth_store::{
+    CuratorDecision, CustomerProfile, Store, StoreError, StoreOptions, WriteCommand,
+};
 use serde::{Deserialize, Serialize};
 
 /// Shared state: where the store is, a small pool of read-only connections, and the normalizer
@@ -265,11 +267,80 @@ pub async fn serve_router(
         .await
 }
 
-/// What a running daemon reports on `/readyz` and `/metrics`.
+/// What a running daemon reports on `/readyz` and `/metrics`, and the writes it applies for
+/// clients (`POST /v1/curation`, `POST /v1/admin/reresolve`).
 pub trait Operations: Send + Sync + 'static {
     fn readiness(&self) -> Readiness;
     /// Prometheus text exposition.
     fn metrics(&self) -> String;
+    /// Apply `command` on the daemon's writer; returns once it is committed. Blocking.
+    fn apply(&self, command: WriteCommand) -> Result<(), String>;
+}
+
+/// `POST /v1/curation` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CurationRequest {
+    /// `never_merge`, `force_merge` (two records) or `detach` (one).
+    pub action: String,
+    /// `SOURCE:SOURCE_ID` of each record.
+    pub records: Vec<String>,
+}
+
+async fn curation(
+    State((state, ops)): State<(ApiState, std::sync::Arc<dyn Operations>)>,
+    body: Result<Json<CurationRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let bad = |m: &str| ApiError::new(StatusCode::BAD_REQUEST, m.to_string());
+    let Json(req) = body.map_err(|_| {
+        bad("expected {\"action\": \"never_merge\" | \"force_merge\" | \"detach\", \"records\": [\"SOURCE:SOURCE_ID\", ...]}")
+    })?;
+    let mut ids = Vec::new();
+    for key in &req.records {
+        let (source, source_id) = key
+            .split_once(':')
+            .ok_or_else(|| bad("write records as SOURCE:SOURCE_ID"))?;
+        let id = state
+            .with_store(|s| s.record_id(source, source_id))?
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such record"))?;
+        ids.push(id);
+    }
+    let decision = match (req.action.as_str(), ids.as_slice()) {
+        ("never_merge", [a, b]) if a != b => CuratorDecision::NeverMerge(*a, *b),
+        ("force_merge", [a, b]) if a != b => CuratorDecision::ForceMerge(*a, *b),
+        ("detach", [a]) => CuratorDecision::Detach(*a),
+        ("never_merge" | "force_merge", _) => return Err(bad("give two different records")),
+        ("detach", _) => return Err(bad("give one record")),
+        _ => return Err(bad("action: use never_merge, force_merge or detach")),
+    };
+    apply(ops, WriteCommand::Curate(decision)).await
+}
+
+async fn reresolve(
+    State((_, ops)): State<(ApiState, std::sync::Arc<dyn Operations>)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    apply(ops, WriteCommand::Reresolve).await
+}
+
+/// Run a command on the daemon's writer, off the async workers.
+async fn apply(
+    ops: std::sync::Arc<dyn Operations>,
+    command: WriteCommand,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    match tokio::task::spawn_blocking(move || ops.apply(command)).await {
+        Ok(Ok(())) => Ok(Json(serde_json::json!({"applied": true}))),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "command not applied");
+            Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not applied: the daemon is stopping or its writer failed",
+            ))
+        }
+        Err(_) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error",
+        )),
+    }
 }
 
 /// `GET /readyz`: `200` when the store is open, the resolver loaded and every connector
@@ -285,10 +356,15 @@ pub struct Readiness {
     pub connectors: std::collections::BTreeMap<String, String>,
 }
 
-/// The daemon's router: the API plus `/readyz` and `/metrics`.
+/// The daemon's router: the API plus `/readyz`, `/metrics` and the writes it applies.
 pub fn daemon_router(state: ApiState, ops: std::sync::Arc<dyn Operations>) -> Router {
     let ready = ops.clone();
+    let writes = Router::new()
+        .route("/v1/curation", axum::routing::post(curation))
+        .route("/v1/admin/reresolve", axum::routing::post(reresolve))
+        .with_state((state.clone(), ops.clone()));
     router(state)
+        .merge(writes)
         .route(
             "/readyz",
             get(move || {

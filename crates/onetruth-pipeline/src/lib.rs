@@ -17,8 +17,8 @@ pub use feed::{ChangeFeed, FeedEncoder, FeedMessage, FeedSink};
 pub use health::{ConnectorState, Health};
 pub use ingest::{IngestError, IngestOptions, IngestReport, ingest};
 pub use run::{
-    Input, OnSourceError, PipelineError, PipelineOptions, PipelineReport, ProgressFn, Stop,
-    VersionClock, run,
+    Commands, Input, OnSourceError, PipelineError, PipelineOptions, PipelineReport, ProgressFn,
+    Stop, VersionClock, run, run_with_commands,
 };
 
 use onetruth_connect::Registry;

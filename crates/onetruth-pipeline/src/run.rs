@@ -22,7 +22,7 @@ use onetruth_connect::{
 use onetruth_resolve::{IdentifierPolicy, Matching};
 use onetruth_store::{
     ApplySummary, Batch, OnCommit, PreparedBatch, QuarantineEntry, Store, StoreError,
-    StreamCheckpoint,
+    StreamCheckpoint, WriteCommand,
 };
 
 use crate::Connector;
@@ -187,6 +187,10 @@ impl PipelineReport {
     }
 }
 
+/// Writes other than records for a running pipeline (curator decisions, re-resolving), each
+/// with what to run once it is committed.
+pub type Commands = mpsc::Receiver<(WriteCommand, OnCommit)>;
+
 /// Run `inputs` into `store` until every source has ended or `stop` is set, then commit
 /// what is queued and return. The store's writer state (the warm resolver) stays in `store`.
 pub fn run(
@@ -195,6 +199,19 @@ pub fn run(
     options: &PipelineOptions,
     stop: &Stop,
     health: &Health,
+) -> Result<PipelineReport, PipelineError> {
+    run_with_commands(store, inputs, options, stop, health, None)
+}
+
+/// [`run`], also applying `commands` between record groups, in the order they come, on the
+/// writer's warm resolver.
+pub fn run_with_commands(
+    store: &mut Store,
+    inputs: Vec<Input>,
+    options: &PipelineOptions,
+    stop: &Stop,
+    health: &Health,
+    commands: Option<Commands>,
 ) -> Result<PipelineReport, PipelineError> {
     let (tx, rx) = mpsc::sync_channel::<PreparedBatch>(8);
     let live = AtomicUsize::new(inputs.len());
@@ -258,6 +275,31 @@ pub fn run(
                         Some(PipelineError::Panicked("source (spawn)"));
                     stop.stop();
                 }
+            }
+        }
+        if let Some(commands) = commands {
+            let tx = tx.clone();
+            let spawned = std::thread::Builder::new()
+                .name("commands".into())
+                .spawn_scoped(scope, move || {
+                    // Until stopped: the channel to the writer closes only once this is gone.
+                    while !stop.is_stopped() {
+                        match commands.recv_timeout(Duration::from_millis(50)) {
+                            Ok((command, on_commit)) => {
+                                let batch = PreparedBatch::command(command, Some(on_commit));
+                                if tx.send(batch).is_err() {
+                                    return;
+                                }
+                            }
+                            Err(mpsc::RecvTimeoutError::Timeout) => {}
+                            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                        }
+                    }
+                });
+            if spawned.is_err() {
+                *fatal.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(PipelineError::Panicked("commands (spawn)"));
+                stop.stop();
             }
         }
         drop(tx);

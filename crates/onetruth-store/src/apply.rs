@@ -165,9 +165,36 @@ pub struct PreparedBatch {
     quarantine: Vec<QuarantineEntry>,
     checkpoints: Vec<StreamCheckpoint>,
     on_commit: Option<OnCommit>,
+    /// A write that is not records: planned alone, in stream order.
+    command: Option<WriteCommand>,
+}
+
+/// A write a running stream applies between its record groups, on its warm resolver (what
+/// `curate` and `reresolve` do on a store of their own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteCommand {
+    /// [`Store::curate`].
+    Curate(CuratorDecision),
+    /// [`Store::reresolve`].
+    Reresolve,
 }
 
 impl PreparedBatch {
+    /// A batch that carries `command` instead of records, for [`Store::apply_stream`];
+    /// `on_commit` runs once it is committed.
+    pub fn command(command: WriteCommand, on_commit: Option<OnCommit>) -> PreparedBatch {
+        PreparedBatch {
+            command: Some(command),
+            on_commit,
+            ..PreparedBatch::default()
+        }
+    }
+
+    /// The command this batch carries, if any.
+    pub(crate) fn write_command(&self) -> Option<WriteCommand> {
+        self.command
+    }
+
     /// Takes what must run once this batch's transaction commits.
     pub(crate) fn take_on_commit(&mut self) -> Option<OnCommit> {
         self.on_commit.take()
@@ -254,6 +281,7 @@ impl Batch {
             quarantine: self.quarantine,
             checkpoints: self.checkpoints,
             on_commit: self.on_commit,
+            command: None,
         }
     }
 }

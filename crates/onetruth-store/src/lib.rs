@@ -25,7 +25,7 @@ use rusqlite::{Connection, OpenFlags};
 
 pub use apply::{
     ApplySummary, Batch, CuratorDecision, OnCommit, PreparedBatch, QuarantineEntry,
-    StreamCheckpoint,
+    StreamCheckpoint, WriteCommand,
 };
 pub use changes::{Change, ChangeEntry};
 pub use explain::*;

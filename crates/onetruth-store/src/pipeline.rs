@@ -27,7 +27,7 @@ use std::sync::mpsc;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 
 use crate::apply::{WritePlan, WriterState, data_version, execute, log_group, lookup_existing};
-use crate::{ApplySummary, OnCommit, PreparedBatch, Store, StoreError};
+use crate::{ApplySummary, OnCommit, PreparedBatch, Store, StoreError, WriteCommand};
 
 /// What the planner asks of the SQLite thread.
 enum ToWriter {
@@ -424,7 +424,7 @@ impl Planner<'_> {
         to_writer: &mpsc::SyncSender<ToWriter>,
     ) -> Result<ApplySummary, StoreError> {
         loop {
-            let Some(batches) = self.retry.pop_front().or_else(|| groups.next()) else {
+            let Some(mut batches) = self.retry.pop_front().or_else(|| groups.next()) else {
                 // The end: wait for the last group and commit it; it may come back.
                 match self.flush(to_writer)? {
                     Some(refused) => {
@@ -433,6 +433,19 @@ impl Planner<'_> {
                     }
                     None => break,
                 }
+            };
+            // A command is planned alone: what follows it in the group waits its turn.
+            if let Some(i) = batches
+                .iter()
+                .position(|b| b.write_command().is_some())
+                .map(|i| if i == 0 { 1 } else { i })
+                && i < batches.len()
+            {
+                self.retry.push_front(batches.split_off(i));
+            }
+            let command = match batches.as_slice() {
+                [only] => only.write_command(),
+                _ => None,
             };
             // Records that may be stored are looked up in the tables: wait for the groups
             // written so far to be committed so the lookup sees them.
@@ -445,7 +458,7 @@ impl Planner<'_> {
             let staged = self
                 .state
                 .stage(batches, &mut |rec| lookup_existing(self.reader, rec))?;
-            if staged.needs_resolver() && !self.state.has_resolver() {
+            if (staged.needs_resolver() || command.is_some()) && !self.state.has_resolver() {
                 // Loading reads the tables too.
                 if let Some(refused) = self.flush(to_writer)? {
                     self.plan_again(refused, staged.into_batches()?)?;
@@ -453,7 +466,11 @@ impl Planner<'_> {
                 }
                 self.state.ensure_resolver(self.reader)?;
             }
-            let plan = self.state.resolve(staged, None, false);
+            let plan = match command {
+                None => self.state.resolve(staged, None, false),
+                Some(WriteCommand::Curate(d)) => self.state.resolve(staged, Some(d), false),
+                Some(WriteCommand::Reresolve) => self.state.resolve(staged, None, true),
+            };
             // One plan in flight: a refused plan never has to unwind more than the one at hand.
             if let Some(refused) = self.settle()? {
                 self.plan_again(refused, plan.into_batches()?)?;

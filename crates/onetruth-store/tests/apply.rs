@@ -4,7 +4,7 @@ use onetruth_model::{Attributes, CustomerId, Event, IdentifierKind, Normalizer, 
 use onetruth_resolve::IdentifierPolicy;
 use onetruth_store::{
     Batch, CuratorDecision, InitialLoad, OnCommit, PreparedBatch, QuarantineEntry, Store,
-    StoreError, StoreOptions, StreamCheckpoint, StreamCommit,
+    StoreError, StoreOptions, StreamCheckpoint, StreamCommit, WriteCommand,
 };
 
 fn store() -> (tempfile::TempDir, Store) {
@@ -1181,4 +1181,66 @@ fn a_first_load_is_refused_while_another_runs_and_never_replaces_a_store() {
     assert!(!dir.path().join("t.db.loading").exists());
     let s = Store::open(&path, StoreOptions::default()).unwrap();
     assert!(s.record_id("crm", "kept").unwrap().is_some());
+}
+
+#[test]
+fn a_stream_applies_curator_commands_in_order_on_its_warm_resolver() {
+    use std::sync::{Arc, Mutex};
+    let (d, mut s) = store();
+    let prepared =
+        |records: Vec<SourceRecord>| batch(records).prepare(&IdentifierPolicy::default());
+    s.apply(batch(vec![
+        rec("crm", "1", 1, "Jane", &[("email", "jane@x.com")]),
+        rec("crm", "2", 1, "Jane", &[("email", "jane@x.com")]),
+    ]))
+    .unwrap();
+    let (a, b) = (
+        s.record_id("crm", "1").unwrap().unwrap(),
+        s.record_id("crm", "2").unwrap().unwrap(),
+    );
+    assert_eq!(s.stats().unwrap().customers, 1);
+    s.warm_up().unwrap();
+    assert!(s.is_warm());
+    let acked = Arc::new(Mutex::new(false));
+    let flag = acked.clone();
+    let never = PreparedBatch::command(
+        WriteCommand::Curate(CuratorDecision::NeverMerge(a, b)),
+        Some(OnCommit::new(move || *flag.lock().unwrap() = true)),
+    );
+    // The command shares a group with records on both sides: it is planned alone, in order.
+    let groups = vec![vec![
+        prepared(vec![rec("crm", "3", 1, "Ann", &[("email", "ann@x.com")])]),
+        never,
+        prepared(vec![rec("crm", "4", 1, "Jane", &[("email", "jane@x.com")])]),
+    ]];
+    s.apply_stream(groups.into_iter()).unwrap();
+    assert!(
+        *acked.lock().unwrap(),
+        "the command was acknowledged after its commit"
+    );
+    let customer_of = |id: &str| {
+        let c: i64 = rusqlite::Connection::open(d.path().join("t.db"))
+            .unwrap()
+            .query_row(
+                "SELECT customer_id FROM source_records WHERE source_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        c
+    };
+    assert_ne!(customer_of("1"), customer_of("2"), "never-merge applied");
+    assert_ne!(customer_of("3"), customer_of("1"));
+    // Record 4 came after the decision: it joins one of them, never both.
+    assert!(customer_of("4") == customer_of("1") || customer_of("4") == customer_of("2"));
+    // The resolver stayed warm: no reload happened for the command.
+    assert!(s.is_warm());
+    let summary = s
+        .apply_stream(vec![vec![PreparedBatch::command(WriteCommand::Reresolve, None)]].into_iter())
+        .unwrap();
+    assert_eq!(
+        summary.merges + summary.splits,
+        0,
+        "re-resolving changes nothing here"
+    );
 }

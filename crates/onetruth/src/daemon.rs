@@ -18,7 +18,7 @@ use onetruth_connect::SourceContext;
 use onetruth_pipeline::{
     Connector, Health, Input, OnSourceError, PipelineReport, Stop, StoreCheckpoints, VersionClock,
 };
-use onetruth_store::Store;
+use onetruth_store::{OnCommit, Store, WriteCommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -70,11 +70,12 @@ pub fn check(cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What `/readyz` and `/metrics` read.
+/// What `/readyz` and `/metrics` read, and where client writes go.
 struct DaemonOps {
     health: Arc<Health>,
     warm: Arc<AtomicBool>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
+    commands: std::sync::mpsc::Sender<(WriteCommand, OnCommit)>,
 }
 
 impl Operations for DaemonOps {
@@ -100,6 +101,85 @@ impl Operations for DaemonOps {
 
     fn metrics(&self) -> String {
         self.metrics.render()
+    }
+
+    fn apply(&self, command: WriteCommand) -> Result<(), String> {
+        let (done, committed) = std::sync::mpsc::channel();
+        let on_commit = OnCommit::new(move || {
+            let _ = done.send(());
+        });
+        self.commands
+            .send((command, on_commit))
+            .map_err(|_| "the writer has stopped".to_string())?;
+        // Dropped unrun (the daemon stopped, the write failed): the sender goes with it.
+        committed
+            .recv()
+            .map_err(|_| "the command was not committed".to_string())
+    }
+}
+
+/// Where a running daemon says it is, beside its store (`onetruth.db.daemon`): CLI commands
+/// that write (`curate`, `reresolve`) send their write there instead of writing the store
+/// themselves, which would make the daemon reload its resolver.
+pub fn daemon_file(db: &std::path::Path) -> std::path::PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".daemon");
+    std::path::PathBuf::from(name)
+}
+
+/// Send a write to the daemon running on the configured store, if there is one: true when it
+/// applied it, false when no daemon runs there (the caller writes the store itself).
+pub fn route_to_daemon(cfg: &Config, path: &str, body: serde_json::Value) -> anyhow::Result<bool> {
+    let Some(url) = running_daemon(&cfg.db) else {
+        return Ok(false);
+    };
+    match send_to_daemon(&url, path, body)? {
+        Some(()) => Ok(true),
+        None => {
+            eprintln!(
+                "note: {} names a daemon at {url} that does not answer; writing the store directly",
+                daemon_file(&cfg.db).display()
+            );
+            Ok(false)
+        }
+    }
+}
+
+/// The URL of the daemon running on `db`, if its file says there is one.
+fn running_daemon(db: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(daemon_file(db)).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["url"].as_str().map(str::to_string)
+}
+
+/// Send a write to the daemon at `url`. `Ok(None)` when nothing answers there (a daemon
+/// killed without cleaning up): the caller writes the store itself.
+fn send_to_daemon(url: &str, path: &str, body: serde_json::Value) -> anyhow::Result<Option<()>> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = match agent.post(format!("{url}{path}")).send_json(body) {
+        Ok(r) => r,
+        Err(ureq::Error::Io(_)) | Err(ureq::Error::ConnectionFailed) => return Ok(None),
+        Err(e) => return Err(e).context("cannot reach the running daemon"),
+    };
+    if resp.status().is_success() {
+        return Ok(Some(()));
+    }
+    let body: serde_json::Value = resp.body_mut().read_json().unwrap_or_default();
+    bail!(
+        "the running daemon refused: {}",
+        body["error"].as_str().unwrap_or("no reason given")
+    )
+}
+
+/// Removes the daemon file when the daemon stops.
+struct DaemonFile(std::path::PathBuf);
+
+impl Drop for DaemonFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 
@@ -135,6 +215,7 @@ pub fn run(cfg: &Config, listen: Option<&str>) -> anyhow::Result<ExitCode> {
         inputs.push(Input::connector(c.clone(), source));
     }
 
+    let (commands_tx, commands) = std::sync::mpsc::channel();
     let health = Arc::new(Health::new());
     let warm = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(Stop::new());
@@ -149,7 +230,9 @@ pub fn run(cfg: &Config, listen: Option<&str>) -> anyhow::Result<ExitCode> {
         std::thread::Builder::new()
             .name("writer".into())
             .spawn(move || {
-                let result = writer(&mut store, inputs, &options, &stop, &health, &warm);
+                let result = writer(
+                    &mut store, inputs, &options, &stop, &health, &warm, commands,
+                );
                 let _ = done_tx.send(result);
             })
             .context("cannot start the writer thread")?
@@ -163,6 +246,7 @@ pub fn run(cfg: &Config, listen: Option<&str>) -> anyhow::Result<ExitCode> {
         health,
         warm,
         metrics: recorder.clone(),
+        commands: commands_tx,
     });
     let state = ApiState::new(
         cfg.db.clone(),
@@ -170,11 +254,19 @@ pub fn run(cfg: &Config, listen: Option<&str>) -> anyhow::Result<ExitCode> {
         cfg.normalizer.clone(),
     );
     let drain = cfg.daemon.drain_timeout;
+    let db = cfg.db.clone();
     let code = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
+        let _daemon_file = {
+            let path = daemon_file(&db);
+            let info = serde_json::json!({"pid": std::process::id(), "url": format!("http://{local}")});
+            std::fs::write(&path, info.to_string())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            DaemonFile(path)
+        };
         crate::serve::announce(local);
         tracing::info!(%local, connectors = connectors.len(), "daemon running");
         tokio::spawn(async move {
@@ -252,6 +344,7 @@ fn writer(
     stop: &Stop,
     health: &Health,
     warm: &AtomicBool,
+    commands: onetruth_pipeline::Commands,
 ) -> anyhow::Result<PipelineReport> {
     let started = std::time::Instant::now();
     store.warm_up().context("cannot load the resolver")?;
@@ -260,6 +353,7 @@ fn writer(
         load_ms = started.elapsed().as_millis() as u64,
         "resolver loaded"
     );
-    let report = onetruth_pipeline::run(store, inputs, options, stop, health)?;
+    let report =
+        onetruth_pipeline::run_with_commands(store, inputs, options, stop, health, Some(commands))?;
     Ok(report)
 }

@@ -457,6 +457,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Reresolve => {
+            if daemon::route_to_daemon(&cfg, "/v1/admin/reresolve", serde_json::json!({}))? {
+                println!("re-resolved by the running daemon");
+                return Ok(ExitCode::SUCCESS);
+            }
             let mut store = open_store(&cfg)?;
             let s = store.reresolve()?;
             println!(
@@ -469,6 +473,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             output::print_possible(&store.possible_matches(limit)?, json)?;
         }
         Command::Curate { decision } => {
+            let body = match &decision {
+                CurateCommand::NeverMerge { left, right } => {
+                    serde_json::json!({"action": "never_merge", "records": [left, right]})
+                }
+                CurateCommand::ForceMerge { left, right } => {
+                    serde_json::json!({"action": "force_merge", "records": [left, right]})
+                }
+                CurateCommand::Detach { record } => {
+                    serde_json::json!({"action": "detach", "records": [record]})
+                }
+            };
+            if daemon::route_to_daemon(&cfg, "/v1/curation", body)? {
+                println!("recorded by the running daemon");
+                return Ok(ExitCode::SUCCESS);
+            }
             let mut store = open_store(&cfg)?;
             let decision = match &decision {
                 CurateCommand::NeverMerge { left, right }
