@@ -716,3 +716,61 @@ fn a_failed_first_ingest_leaves_no_store_and_a_later_one_keeps_its_committed_bat
     let kept = records(&in_place);
     assert!(kept > 0 && kept < 3000, "{kept} records kept in place");
 }
+
+#[test]
+fn quarantine_replay_applies_what_a_fixed_manifest_maps_and_keeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("t.db");
+    let data = dir.path().join("people.jsonl");
+    std::fs::write(
+        &data,
+        concat!(
+            "{\"id\":\"1\",\"email\":\"a@x.example\",\"version\":1}\n",
+            "{\"id\":\"2\",\"email\":\"b@x.example\",\"version\":\"v2\"}\n",
+            "{\"id\":\"3\",\"email\":\"c@x.example\",\"version\":\"v3\"}\n",
+            "{oops\n",
+        ),
+    )
+    .unwrap();
+    let manifest = |name: &str, version: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "source = \"people\"\n[record]\nid = \"id\"\n{version}\n[[identifiers]]\nkind = \"email\"\nvalue = \"email\"\n"
+            ),
+        )
+        .unwrap();
+        path.display().to_string()
+    };
+    let strict = manifest("strict.toml", "version = { field = \"version\" }");
+    let fixed = manifest("fixed.toml", "");
+    let r = ok(
+        &db,
+        &["ingest", "--connector", &strict, data.to_str().unwrap()],
+    );
+    assert!(
+        r.stdout.contains("applied 1 / unchanged 0 / quarantined 3"),
+        "{}",
+        r.stdout
+    );
+
+    let r = ok(&db, &["quarantine", "replay", "--connector", &fixed]);
+    assert_eq!(
+        r.stdout.trim(),
+        "replayed 3 quarantined records: applied 2, unchanged 0, still quarantined 1"
+    );
+    ok(&db, &["lookup", "email:b@x.example"]);
+    let q = ok(&db, &["quarantine"]).stdout;
+    assert!(
+        q.contains("people.jsonl:4") && q.contains("invalid json"),
+        "{q}"
+    );
+    assert!(!q.contains("people.jsonl:2"), "{q}");
+    // Again: only the line no manifest can read is left, and it stays.
+    let r = ok(&db, &["quarantine", "replay", "--connector", &fixed]);
+    assert_eq!(
+        r.stdout.trim(),
+        "replayed 1 quarantined records: applied 0, unchanged 0, still quarantined 1"
+    );
+}

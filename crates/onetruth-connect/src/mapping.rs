@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::json::{JsonRef, Node, Object};
 use crate::manifest::*;
-use crate::{RawBody, RawRecord};
+use crate::{RawBody, RawRecord, RecordMeta};
 
 /// Why a raw record could not be mapped. Shown in quarantine; never contains the raw values of
 /// identifiers, only field names and the rule that failed.
@@ -97,10 +97,54 @@ impl TimeFormat {
     }
 }
 
+/// Paths starting with this read what the transport knows about a record
+/// ([`RecordMeta::fields`]: a Kafka message's key, topic, partition, offset, timestamp and
+/// headers), not the record itself.
+const META_PREFIX: &str = "_meta.";
+
+/// A field path, split once.
+#[derive(Debug, Clone)]
+struct FieldPath {
+    /// As written (`contact.email`, `_meta.key`), for messages.
+    written: String,
+    /// Whether it reads the transport's metadata (`_meta.` stripped from `key` and
+    /// `segments`).
+    meta: bool,
+    /// Tried as one key first (CSV headers and Kafka header names may contain dots).
+    key: String,
+    segments: Vec<String>,
+}
+
+impl FieldPath {
+    fn new(written: &str) -> FieldPath {
+        let (meta, key) = match written.strip_prefix(META_PREFIX) {
+            Some(rest) => (true, rest),
+            None => (false, written),
+        };
+        FieldPath {
+            written: written.to_string(),
+            meta,
+            key: key.to_string(),
+            segments: key.split('.').map(str::to_string).collect(),
+        }
+    }
+
+    /// Why the path cannot be read, if it cannot.
+    fn problem(&self) -> Option<&'static str> {
+        if self.written.trim().is_empty() {
+            Some("empty field path")
+        } else if self.meta && self.key.trim().is_empty() {
+            Some("`_meta.` needs a field name (`_meta.key`, `_meta.headers.NAME`...)")
+        } else {
+            None
+        }
+    }
+}
+
 /// A validated field spec.
 #[derive(Debug, Clone)]
 enum FieldSource {
-    Path(Vec<String>, String),
+    Path(FieldPath),
     Template(Vec<TemplatePart>),
     Const(String),
 }
@@ -108,7 +152,7 @@ enum FieldSource {
 #[derive(Debug, Clone)]
 enum TemplatePart {
     Text(String),
-    Path(Vec<String>, String),
+    Path(FieldPath),
 }
 
 #[derive(Debug, Clone)]
@@ -122,8 +166,8 @@ struct Field {
 
 struct Compiled {
     id: Field,
-    version: Option<(Vec<String>, String, VersionKind)>,
-    delete_when: Option<(Vec<String>, String, String)>,
+    version: Option<(FieldPath, VersionKind)>,
+    delete_when: Option<(FieldPath, String)>,
     identifiers: Vec<CompiledIdentifier>,
     given: Option<Field>,
     family: Option<Field>,
@@ -163,10 +207,6 @@ pub struct Mapper {
     compiled: Compiled,
 }
 
-fn split_path(p: &str) -> Vec<String> {
-    p.split('.').map(str::to_string).collect()
-}
-
 fn compile_field(name: &str, spec: &FieldSpec, errors: &mut Vec<String>) -> Option<Field> {
     let set = [
         spec.field.is_some(),
@@ -183,11 +223,12 @@ fn compile_field(name: &str, spec: &FieldSpec, errors: &mut Vec<String>) -> Opti
         return None;
     }
     let value = if let Some(f) = &spec.field {
-        if f.trim().is_empty() {
-            errors.push(format!("{name}: empty field path"));
+        let path = FieldPath::new(f);
+        if let Some(why) = path.problem() {
+            errors.push(format!("{name}: {why}"));
             return None;
         }
-        FieldSource::Path(split_path(f), f.clone())
+        FieldSource::Path(path)
     } else if let Some(t) = &spec.template {
         match parse_template(t) {
             Ok(parts) => FieldSource::Template(parts),
@@ -229,7 +270,11 @@ fn parse_template(t: &str) -> Result<Vec<TemplatePart>, String> {
         if path.is_empty() {
             return Err(format!("empty placeholder in template `{t}`"));
         }
-        parts.push(TemplatePart::Path(split_path(path), path.to_string()));
+        let path = FieldPath::new(path);
+        if let Some(why) = path.problem() {
+            return Err(format!("{why} in template `{t}`"));
+        }
+        parts.push(TemplatePart::Path(path));
         rest = &after[close + 1..];
     }
     if !rest.is_empty() {
@@ -275,14 +320,20 @@ impl Mapper {
                     }
                 },
             };
-            Some((split_path(&v.field), v.field.clone(), kind))
+            let path = FieldPath::new(&v.field);
+            if let Some(why) = path.problem() {
+                errors.push(format!("record.version: {why}"));
+                return None;
+            }
+            Some((path, kind))
         });
-        let delete_when = m.record.delete_when.as_ref().map(|d| {
-            (
-                split_path(&d.field),
-                d.field.clone(),
-                d.equals.to_lowercase(),
-            )
+        let delete_when = m.record.delete_when.as_ref().and_then(|d| {
+            let path = FieldPath::new(&d.field);
+            if let Some(why) = path.problem() {
+                errors.push(format!("record.delete_when: {why}"));
+                return None;
+            }
+            Some((path, d.equals.to_lowercase()))
         });
 
         let mut identifiers = Vec::new();
@@ -422,13 +473,13 @@ impl Mapper {
     pub fn map(&self, raw: &RawRecord, run_version: i64) -> Result<Mapped, MapError> {
         match &raw.body {
             RawBody::Parsed(obj) => {
-                let mut record = self.map_object(obj, run_version)?;
+                let mut record = self.map_object(obj, raw.meta.as_deref(), run_version)?;
                 record.raw = Value::Object(obj.clone());
                 record.raw_text = raw.text.clone();
                 Ok(record)
             }
             RawBody::Json(text) => {
-                let mut record = self.map_text(text, run_version)?;
+                let mut record = self.map_text(text, raw.meta.as_deref(), run_version)?;
                 record.raw_text = Some(text.clone());
                 Ok(record)
             }
@@ -445,8 +496,8 @@ impl Mapper {
         run_version: i64,
     ) -> Result<Mapped, Box<(MapError, RawRecord)>> {
         let mapped = match &raw.body {
-            RawBody::Parsed(obj) => self.map_object(obj, run_version),
-            RawBody::Json(text) => self.map_text(text, run_version),
+            RawBody::Parsed(obj) => self.map_object(obj, raw.meta.as_deref(), run_version),
+            RawBody::Json(text) => self.map_text(text, raw.meta.as_deref(), run_version),
             RawBody::Malformed { reason, .. } => Err(MapError(reason.clone())),
         };
         match mapped {
@@ -467,23 +518,41 @@ impl Mapper {
     }
 
     /// Parse a JSON object's text (borrowing its strings) and map it.
-    fn map_text(&self, text: &str, run_version: i64) -> Result<Mapped, MapError> {
+    fn map_text(
+        &self,
+        text: &str,
+        meta: Option<&RecordMeta>,
+        run_version: i64,
+    ) -> Result<Mapped, MapError> {
         match JsonRef::parse(text) {
-            Ok(obj @ JsonRef::Object(_)) => self.map_object(&obj, run_version),
+            Ok(obj @ JsonRef::Object(_)) => self.map_object(&obj, meta, run_version),
             Ok(_) => Err(MapError("json line is not an object".into())),
             Err(e) => Err(MapError(format!("invalid json: {e}"))),
         }
     }
 
-    fn map_object<O: Object>(&self, obj: &O, run_version: i64) -> Result<Mapped, MapError> {
+    /// Map a record's object; `meta` is what the transport knows about it (`_meta.` paths,
+    /// a delete, a version).
+    fn map_object<O: Object>(
+        &self,
+        obj: &O,
+        meta: Option<&RecordMeta>,
+        run_version: i64,
+    ) -> Result<Mapped, MapError> {
         let c = &self.compiled;
+        let rec = Rec {
+            obj,
+            meta: meta.map(|m| &m.fields),
+        };
+        let obj = &rec;
         let source_id = text(obj, &c.id)?
             .ok_or_else(|| MapError(format!("record.id: missing {}", describe(&c.id))))?;
         let version = match &c.version {
-            None => run_version,
-            Some((path, name, kind)) => {
-                let v = lookup(obj, path, name)
-                    .and_then(Node::scalar_text)
+            None => meta.and_then(|m| m.version).unwrap_or(run_version),
+            Some((path, kind)) => {
+                let name = &path.written;
+                let v = lookup(obj, path)
+                    .and_then(|g| g.scalar_text())
                     .ok_or_else(|| MapError(format!("record.version: missing field `{name}`")))?;
                 match kind {
                     VersionKind::Integer => v.parse::<i64>().map_err(|_| {
@@ -501,9 +570,11 @@ impl Mapper {
             }
         };
         let op = match &c.delete_when {
-            Some((path, whole, equals)) => {
-                let hit = lookup(obj, path, whole)
-                    .and_then(Node::scalar_text)
+            // The transport says so (a Debezium delete).
+            _ if meta.is_some_and(|m| m.delete) => Op::Delete,
+            Some((path, equals)) => {
+                let hit = lookup(obj, path)
+                    .and_then(|g| g.scalar_text())
                     .is_some_and(|v| v.to_lowercase() == *equals);
                 if hit { Op::Delete } else { Op::Upsert }
             }
@@ -649,21 +720,32 @@ impl Mapper {
 
 fn describe(f: &Field) -> String {
     match &f.value {
-        FieldSource::Path(_, p) => format!("field `{p}`"),
+        FieldSource::Path(p) => format!("field `{}`", p.written),
         FieldSource::Template(_) => "template".to_string(),
         FieldSource::Const(_) => "constant".to_string(),
     }
 }
 
-/// Look a path up: the whole dotted string as one key first (CSV headers may contain dots), then
-/// segment by segment through objects and arrays.
-fn lookup<'a, O: Object>(obj: &'a O, path: &[String], whole: &str) -> Option<&'a O::Node> {
-    if !whole.is_empty()
-        && let Some(v) = obj.member(whole)
-    {
-        return Some(v);
+/// A record as the mapper reads it: its object, and what the transport knows about it.
+struct Rec<'a, O> {
+    obj: &'a O,
+    meta: Option<&'a Map<String, Value>>,
+}
+
+/// Look a path up: in the transport's metadata for a `_meta.` path, else in the record; the
+/// whole dotted string as one key first (CSV headers may contain dots), then segment by segment
+/// through objects and arrays.
+fn lookup<'a, O: Object>(rec: &Rec<'a, O>, path: &FieldPath) -> Option<Got<'a, O::Node>> {
+    if path.meta {
+        return meta_lookup(rec.meta?, path).map(Got::Meta);
     }
-    let (first, rest) = path.split_first()?;
+    let obj = rec.obj;
+    if !path.key.is_empty()
+        && let Some(v) = obj.member(&path.key)
+    {
+        return Some(Got::Node(v));
+    }
+    let (first, rest) = path.segments.split_first()?;
     let mut cur = obj.member(first)?;
     for seg in rest {
         cur = match cur.member(seg) {
@@ -671,13 +753,38 @@ fn lookup<'a, O: Object>(obj: &'a O, path: &[String], whole: &str) -> Option<&'a
             None => cur.elements()?.get(seg.parse::<usize>().ok()?)?,
         };
     }
+    Some(Got::Node(cur))
+}
+
+/// A `_meta.` path in the transport's metadata. At every level the rest of the path is tried
+/// as one key first: header names may contain dots (`_meta.headers.trace.id`).
+fn meta_lookup<'a>(fields: &'a Map<String, Value>, path: &FieldPath) -> Option<&'a Value> {
+    if let Some(v) = fields.get(&path.key) {
+        return Some(v);
+    }
+    let (first, rest) = path.segments.split_first()?;
+    let mut cur = fields.get(first)?;
+    for (i, seg) in rest.iter().enumerate() {
+        if let Value::Object(o) = cur
+            && i + 1 < rest.len()
+            && let Some(v) = o.get(&rest[i..].join("."))
+        {
+            return Some(v);
+        }
+        cur = match cur {
+            Value::Object(o) => o.get(seg)?,
+            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
     Some(cur)
 }
 
-/// What a field reads: a node of the record, or text the manifest made (a constant, a
-/// template).
+/// What a field reads: a node of the record, a value of the transport's metadata, or text the
+/// manifest made (a constant, a template).
 enum Got<'a, N> {
     Node(&'a N),
+    Meta(&'a Value),
     Text(String),
 }
 
@@ -686,14 +793,18 @@ impl<N: Node> Got<'_, N> {
     fn scalar_text(&self) -> Option<String> {
         match self {
             Got::Node(n) => n.scalar_text(),
+            Got::Meta(v) => v.scalar_text(),
             Got::Text(t) => Some(t.trim().to_string()).filter(|t| !t.is_empty()),
         }
     }
 }
 
-fn raw_value<'a, O: Object>(obj: &'a O, f: &Field) -> Result<Option<Got<'a, O::Node>>, MapError> {
+fn raw_value<'a, O: Object>(
+    obj: &Rec<'a, O>,
+    f: &Field,
+) -> Result<Option<Got<'a, O::Node>>, MapError> {
     Ok(match &f.value {
-        FieldSource::Path(path, whole) => lookup(obj, path, whole).map(Got::Node),
+        FieldSource::Path(path) => lookup(obj, path),
         FieldSource::Const(c) => Some(Got::Text(c.clone())),
         FieldSource::Template(parts) => {
             let mut out = String::new();
@@ -703,8 +814,8 @@ fn raw_value<'a, O: Object>(obj: &'a O, f: &Field) -> Result<Option<Got<'a, O::N
             for p in parts {
                 match p {
                     TemplatePart::Text(t) => out.push_str(t),
-                    TemplatePart::Path(path, whole) => {
-                        if let Some(v) = lookup(obj, path, whole).and_then(Node::scalar_text) {
+                    TemplatePart::Path(path) => {
+                        if let Some(v) = lookup(obj, path).and_then(|g| g.scalar_text()) {
                             out.push_str(&v);
                             filled = true;
                         }
@@ -717,12 +828,12 @@ fn raw_value<'a, O: Object>(obj: &'a O, f: &Field) -> Result<Option<Got<'a, O::N
     })
 }
 
-fn text<O: Object>(obj: &O, f: &Field) -> Result<Option<String>, MapError> {
+fn text<O: Object>(obj: &Rec<'_, O>, f: &Field) -> Result<Option<String>, MapError> {
     let v = raw_value(obj, f)?.and_then(|v| v.scalar_text());
     Ok(v.or_else(|| f.default.clone()))
 }
 
-fn opt_text<O: Object>(obj: &O, f: &Option<Field>) -> Result<Option<String>, MapError> {
+fn opt_text<O: Object>(obj: &Rec<'_, O>, f: &Option<Field>) -> Result<Option<String>, MapError> {
     match f {
         Some(f) => text(obj, f),
         None => Ok(None),
@@ -731,7 +842,7 @@ fn opt_text<O: Object>(obj: &O, f: &Option<Field>) -> Result<Option<String>, Map
 
 /// A value for traits and event data: numbers and booleans keep their JSON type; strings are
 /// trimmed; a `format` turns the value into an ISO timestamp.
-fn typed<O: Object>(obj: &O, f: &Field) -> Result<Option<Value>, MapError> {
+fn typed<O: Object>(obj: &Rec<'_, O>, f: &Field) -> Result<Option<Value>, MapError> {
     let Some(v) = raw_value(obj, f)? else {
         return Ok(f.default.clone().map(Value::String));
     };
@@ -752,6 +863,7 @@ fn typed<O: Object>(obj: &O, f: &Field) -> Result<Option<Value>, MapError> {
     }
     let v = match v {
         Got::Node(n) => n.to_value(),
+        Got::Meta(v) => v.clone(),
         Got::Text(t) => Value::String(t),
     };
     Ok(match v {
@@ -763,7 +875,11 @@ fn typed<O: Object>(obj: &O, f: &Field) -> Result<Option<Value>, MapError> {
 }
 
 /// All values of an identifier field: arrays are split, and strings on `split`.
-fn values<O: Object>(obj: &O, f: &Field, split: Option<&str>) -> Result<Vec<String>, MapError> {
+fn values<O: Object>(
+    obj: &Rec<'_, O>,
+    f: &Field,
+    split: Option<&str>,
+) -> Result<Vec<String>, MapError> {
     let Some(v) = raw_value(obj, f)? else {
         return Ok(f.default.clone().into_iter().collect());
     };
@@ -771,6 +887,10 @@ fn values<O: Object>(obj: &O, f: &Field, split: Option<&str>) -> Result<Vec<Stri
         Got::Node(n) => match n.elements() {
             Some(a) => a.iter().filter_map(Node::scalar_text).collect(),
             None => n.scalar_text().into_iter().collect(),
+        },
+        Got::Meta(v) => match v.elements() {
+            Some(a) => a.iter().filter_map(Node::scalar_text).collect(),
+            None => v.scalar_text().into_iter().collect(),
         },
         Got::Text(_) => v.scalar_text().into_iter().collect(),
     };

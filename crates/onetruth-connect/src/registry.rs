@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::source::{CheckpointReader, Source, SourceError};
+use crate::source::{CheckpointReader, RawBody, Source, SourceError};
 
 /// The transport a manifest without a `transport` table (or without `type`) uses.
 pub const DEFAULT_TRANSPORT: &str = "file";
@@ -52,6 +52,26 @@ pub trait TypedSourceFactory: Send + Sync + 'static {
         params: &Self::Params,
         ctx: SourceContext,
     ) -> Result<Box<dyn Source>, SourceError>;
+
+    /// The body of a quarantined record's raw payload, for `onetruth quarantine replay`: by
+    /// default a JSON object's text, and anything else stays malformed with its old `reason`.
+    /// A transport whose payloads need decoding (a Debezium envelope) decodes them again.
+    fn replay(&self, _params: &Self::Params, raw: &str, reason: &str) -> RawBody {
+        replay_json(raw, reason)
+    }
+}
+
+/// [`TypedSourceFactory::replay`]'s default: JSON object text is mapped again; anything else
+/// (a CSV row that had the wrong number of fields) stays malformed with its old reason.
+pub fn replay_json(raw: &str, reason: &str) -> RawBody {
+    if raw.trim_start().starts_with('{') {
+        RawBody::Json(raw.to_string())
+    } else {
+        RawBody::Malformed {
+            text: raw.to_string(),
+            reason: reason.to_string(),
+        }
+    }
 }
 
 /// [`TypedSourceFactory`] with the params type erased, for the registry.
@@ -63,6 +83,7 @@ trait SourceFactory: Send + Sync {
         ctx: SourceContext,
     ) -> Result<Box<dyn Source>, SourceError>;
     fn schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
+    fn replay(&self, params: &(dyn Any + Send + Sync), raw: &str, reason: &str) -> RawBody;
 }
 
 impl<F: TypedSourceFactory> SourceFactory for F {
@@ -90,6 +111,13 @@ impl<F: TypedSourceFactory> SourceFactory for F {
 
     fn schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
         generator.subschema_for::<F::Params>()
+    }
+
+    fn replay(&self, params: &(dyn Any + Send + Sync), raw: &str, reason: &str) -> RawBody {
+        match params.downcast_ref::<F::Params>() {
+            Some(p) => TypedSourceFactory::replay(self, p, raw, reason),
+            None => replay_json(raw, reason),
+        }
     }
 }
 
@@ -129,6 +157,11 @@ impl Transport {
     /// A source for the connector.
     pub fn create(&self, ctx: SourceContext) -> Result<Box<dyn Source>, SourceError> {
         self.factory.create(self.params.as_ref(), ctx)
+    }
+
+    /// The body of a quarantined record's raw payload (see [`TypedSourceFactory::replay`]).
+    pub fn replay(&self, raw: &str, reason: &str) -> RawBody {
+        self.factory.replay(self.params.as_ref(), raw, reason)
     }
 }
 

@@ -9,6 +9,7 @@ mod connector;
 mod feed;
 mod health;
 mod ingest;
+mod replay;
 mod run;
 
 pub use checkpoints::StoreCheckpoints;
@@ -16,6 +17,7 @@ pub use connector::{Connector, ConnectorError, base_dir};
 pub use feed::{ChangeFeed, FeedEncoder, FeedMessage, FeedSink};
 pub use health::{ConnectorState, Health};
 pub use ingest::{IngestError, IngestOptions, IngestReport, ingest};
+pub use replay::QuarantineSource;
 pub use run::{
     Commands, Input, OnSourceError, PipelineError, PipelineOptions, PipelineReport, ProgressFn,
     Stop, VersionClock, run, run_with_commands,

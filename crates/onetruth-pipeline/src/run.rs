@@ -36,6 +36,8 @@ pub struct Input {
     /// The manifest its records are mapped with; `None` for a source that yields no records.
     pub connector: Option<Arc<Connector>>,
     pub source: Box<dyn Source>,
+    /// Its records come from the quarantine: those that map are released from it.
+    pub replay: bool,
 }
 
 impl Input {
@@ -45,6 +47,15 @@ impl Input {
             name: connector.name.clone(),
             connector: Some(connector),
             source,
+            replay: false,
+        }
+    }
+
+    /// A connector's quarantined records, mapped again ([`crate::QuarantineSource`]).
+    pub fn replay(connector: Arc<Connector>, source: Box<dyn Source>) -> Input {
+        Input {
+            replay: true,
+            ..Input::connector(connector, source)
         }
     }
 
@@ -54,6 +65,7 @@ impl Input {
             name: name.into(),
             connector: None,
             source,
+            replay: false,
         }
     }
 }
@@ -464,7 +476,13 @@ impl<'a> SourceWorker<'a> {
         let read_at = Instant::now();
         let mut records = Vec::with_capacity(raw.records.len());
         let mut quarantine = Vec::new();
+        let mut released = Vec::new();
         for r in raw.records {
+            let position = if self.input.replay {
+                r.position.0.clone()
+            } else {
+                String::new()
+            };
             let mapped = match &self.input.connector {
                 Some(c) => c.mapper.map_owned(r, version),
                 None => Err(Box::new((
@@ -473,7 +491,12 @@ impl<'a> SourceWorker<'a> {
                 ))),
             };
             match mapped {
-                Ok(record) => records.push(record),
+                Ok(record) => {
+                    if self.input.replay {
+                        released.push((self.source_name().to_string(), position));
+                    }
+                    records.push(record)
+                }
                 Err(failed) => {
                     let (e, r) = *failed;
                     let text = match r.body {
@@ -534,6 +557,7 @@ impl<'a> SourceWorker<'a> {
                 })
                 .collect(),
             on_commit: Some(on_commit),
+            released,
         }
         .prepare_for(&self.options.policy, self.options.matching)
     }

@@ -100,6 +100,7 @@ fn main() {
         quarantine: Vec::new(),
         checkpoints: Vec::new(),
         on_commit: None,
+        released: Vec::new(),
     };
     // The first write loads the resolver's state from the store: timed separately.
     let started = Instant::now();

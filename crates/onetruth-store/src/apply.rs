@@ -70,6 +70,9 @@ pub struct Batch {
     pub checkpoints: Vec<StreamCheckpoint>,
     /// Run after the transaction holding the batch commits, never before.
     pub on_commit: Option<OnCommit>,
+    /// Quarantined records (source, position) this batch applied after all (a replay):
+    /// removed from the quarantine in the same transaction.
+    pub released: Vec<(String, String)>,
 }
 
 /// What one or more batches did.
@@ -165,6 +168,7 @@ pub struct PreparedBatch {
     quarantine: Vec<QuarantineEntry>,
     checkpoints: Vec<StreamCheckpoint>,
     on_commit: Option<OnCommit>,
+    released: Vec<(String, String)>,
     /// A write that is not records: planned alone, in stream order.
     command: Option<WriteCommand>,
 }
@@ -281,6 +285,7 @@ impl Batch {
             quarantine: self.quarantine,
             checkpoints: self.checkpoints,
             on_commit: self.on_commit,
+            released: self.released,
             command: None,
         }
     }
@@ -1034,6 +1039,10 @@ pub(crate) fn execute(
         for e in &batch.quarantine {
             q.execute(params![e.source, e.position, e.raw, e.reason, now])?;
             summary.quarantined += 1;
+        }
+        for (source, position) in &batch.released {
+            tx.prepare_cached("DELETE FROM quarantine WHERE source = ?1 AND position = ?2")?
+                .execute(params![source, position])?;
         }
         for c in &batch.checkpoints {
             tx.prepare_cached(

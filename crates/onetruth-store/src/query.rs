@@ -535,6 +535,35 @@ impl Store {
     }
 }
 
+impl Store {
+    /// A page of one source's quarantined records, oldest first: those with a row id above
+    /// `after`, with their row ids (to ask for the next page).
+    pub fn quarantined_of(
+        &self,
+        source: &str,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<(i64, Quarantined)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, source, position, reason, raw FROM quarantine WHERE source = ?1 AND id > ?2 ORDER BY id LIMIT ?3",
+        )?;
+        let rows = stmt
+            .query_map(params![source, after, limit as i64], |r| {
+                Ok((
+                    r.get(0)?,
+                    Quarantined {
+                        source: r.get(1)?,
+                        position: r.get(2)?,
+                        reason: r.get(3)?,
+                        raw: r.get(4)?,
+                    },
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+}
+
 fn parse_record(record_id: i64, bytes: &[u8]) -> Result<StoredRecord, StoreError> {
     StoredRecord::decode(bytes).map_err(|message| StoreError::Corrupt { record_id, message })
 }

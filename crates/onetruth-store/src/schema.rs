@@ -467,6 +467,7 @@ mod tests {
             quarantine: Vec::new(),
             checkpoints: Vec::new(),
             on_commit: None,
+            released: Vec::new(),
         };
         {
             let mut store = Store::open(&path, StoreOptions::default()).unwrap();

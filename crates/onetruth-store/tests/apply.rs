@@ -65,6 +65,7 @@ fn batch(records: Vec<SourceRecord>) -> Batch {
         quarantine: vec![],
         checkpoints: Vec::new(),
         on_commit: None,
+        released: Vec::new(),
     }
 }
 
@@ -255,6 +256,7 @@ fn quarantine_and_checkpoint_commit_with_the_batch() {
         quarantine: b.quarantine.clone(),
         checkpoints: vec![checkpoint("crm.csv", "4")],
         on_commit: None,
+        released: Vec::new(),
     };
     let sum = s.apply(b).unwrap();
     assert_eq!((sum.applied, sum.quarantined), (1, 1));

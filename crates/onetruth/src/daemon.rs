@@ -146,7 +146,7 @@ pub fn route_to_daemon(cfg: &Config, path: &str, body: serde_json::Value) -> any
 }
 
 /// The URL of the daemon running on `db`, if its file says there is one.
-fn running_daemon(db: &std::path::Path) -> Option<String> {
+pub fn running_daemon(db: &std::path::Path) -> Option<String> {
     let text = std::fs::read_to_string(daemon_file(db)).ok()?;
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     v["url"].as_str().map(str::to_string)

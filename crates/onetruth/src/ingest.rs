@@ -71,3 +71,37 @@ pub fn ingest(
     }
     Ok(report)
 }
+
+/// `onetruth quarantine replay`: the connector's quarantined records through its manifest
+/// again. Returns how many were replayed and what applying them did.
+pub fn replay_quarantine(
+    cfg: &Config,
+    connector: Arc<Connector>,
+) -> anyhow::Result<(u64, onetruth_store::ApplySummary)> {
+    if crate::daemon::running_daemon(&cfg.db).is_some() {
+        eprintln!(
+            "note: a daemon runs on this store; it will reload its resolver after the replay"
+        );
+    }
+    let reader = crate::open_store_read(cfg)?;
+    let mut store = crate::open_store(cfg)?;
+    let mut options = pipeline_options(cfg);
+    options.versions = onetruth_pipeline::VersionClock::Fixed(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as i64)
+            .unwrap_or(0),
+    );
+    let source = onetruth_pipeline::QuarantineSource::new(reader, connector.clone());
+    let report = onetruth_pipeline::run(
+        &mut store,
+        vec![onetruth_pipeline::Input::replay(
+            connector,
+            Box::new(source),
+        )],
+        &options,
+        &onetruth_pipeline::Stop::new(),
+        &onetruth_pipeline::Health::new(),
+    )?;
+    Ok((report.total_read(), report.summary))
+}

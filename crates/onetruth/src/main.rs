@@ -81,6 +81,18 @@ enum CurateCommand {
 }
 
 #[derive(Subcommand)]
+enum QuarantineCommand {
+    /// Map a connector's quarantined records again through its manifest (after fixing it):
+    /// those that map now are applied and leave the quarantine, the others stay with the new
+    /// reason.
+    Replay {
+        /// The connector manifest (its `source` selects the records).
+        #[arg(long, value_name = "MANIFEST")]
+        connector: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Ingest CSV / JSONL files (optionally .gz) through a connector manifest.
     Ingest {
@@ -201,6 +213,8 @@ enum Command {
         /// How many records to list, newest first.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        #[command(subcommand)]
+        action: Option<QuarantineCommand>,
     },
     /// Run the sync daemon: every connector in `[daemon] connectors`, the HTTP API,
     /// `/metrics`, `/healthz` and `/readyz`, until SIGTERM / SIGINT.
@@ -535,7 +549,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let store = open_store_read(&cfg)?;
             output::print_stats(&store.stats()?, json)?;
         }
-        Command::Quarantine { limit } => {
+        Command::Quarantine {
+            action: Some(QuarantineCommand::Replay { connector }),
+            ..
+        } => {
+            let connector = ingest::load_connector(&connector, &cfg)?;
+            let (replayed, s) = ingest::replay_quarantine(&cfg, connector)?;
+            println!(
+                "replayed {replayed} quarantined records: applied {}, unchanged {}, still quarantined {}",
+                s.applied, s.unchanged, s.quarantined
+            );
+        }
+        Command::Quarantine { limit, .. } => {
             let store = open_store_read(&cfg)?;
             let total = store.stats()?.quarantined;
             output::print_quarantine(&store.quarantined(limit)?, total)?;
