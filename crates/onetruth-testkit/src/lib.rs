@@ -24,6 +24,14 @@
 //!
 //! Topics are not created automatically (a producer to a missing topic times out): create them
 //! with [`Broker::create_topic`] first.
+//!
+//! **tansu 0.6 and record batches.** A fetch from an offset *inside* a record batch of several
+//! messages returns nothing from that batch (tansu serves the batches whose first offset is at or
+//! after the fetch offset; Kafka returns the batch holding the offset and the client skips what
+//! precedes it). A consumer resuming from a stored offset in the middle of such a batch stalls
+//! on that partition until a later batch arrives. The producers here therefore write one message
+//! per batch (`batch.num.messages = 1`); a test that produces with its own client must do the
+//! same for any offset it may resume from.
 
 use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -141,7 +149,7 @@ impl Broker {
 
     /// Produce many messages fast: all are enqueued, then flushed once. Returns where each
     /// landed, (partition, offset), in the order given. Messages to one partition keep their
-    /// order.
+    /// order. Each message is a record batch of its own (see the crate documentation).
     pub fn produce_records(
         &self,
         topic: &str,
@@ -149,7 +157,11 @@ impl Broker {
     ) -> Vec<(i32, i64)> {
         let producer: BaseProducer<Deliveries> = self
             .client_config()
-            .set("linger.ms", "5")
+            .set("linger.ms", "1")
+            // One message per record batch: tansu 0.6 serves a fetch from the batches that
+            // start at or after the fetch offset, so a consumer resuming inside a batch of
+            // several messages would get nothing from it (real Kafka returns the whole batch).
+            .set("batch.num.messages", "1")
             .set("queue.buffering.max.messages", "1000000")
             // One request in flight per partition: a retry never reorders.
             .set("max.in.flight.requests.per.connection", "1")
