@@ -1,7 +1,7 @@
 //! The mapping engine on small inline manifests: every kind of field spec, and the errors a
 //! manifest author or a bad record gets.
 
-use onetruth_connect::{Manifest, MapError, Mapper, Position, RawBody, RawRecord};
+use onetruth_connect::{Manifest, MapError, Mapper, Position, RawBody, RawRecord, RecordMeta};
 use onetruth_model::{Normalizer, Op, SourceRecord};
 use serde_json::{Value, json};
 
@@ -793,4 +793,184 @@ fn yaml_manifests_are_accepted() {
     let r = ok(&m, json!({"id": "1", "e": "A@B.co", "n": "Doe Jane"}));
     assert_eq!(keys(&r), ["email:a@b.co"]);
     assert_eq!(r.attributes.given_name.as_deref(), Some("Jane"));
+}
+
+/// A record as a transport with metadata yields it (a Kafka message), mapped both as a parsed
+/// object and as the text of one: `_meta.` paths read the metadata either way.
+fn map_with_meta(m: &Mapper, v: Value, meta: RecordMeta) -> Result<SourceRecord, MapError> {
+    let parsed = RawRecord {
+        position: Position("crm.contacts/0@7".into()),
+        body: RawBody::Parsed(v.as_object().expect("an object").clone()),
+        text: None,
+        meta: Some(Box::new(meta.clone())),
+    };
+    let line = RawRecord {
+        body: RawBody::Json(v.to_string()),
+        meta: Some(Box::new(meta)),
+        ..parsed.clone()
+    };
+    let a = m.map(&parsed, RUN_VERSION);
+    let b = m.map(&line, RUN_VERSION);
+    match (&a, b) {
+        (Ok(a), Ok(mut b)) => {
+            b.raw = a.raw.clone();
+            b.raw_text = a.raw_text.clone();
+            assert_eq!(a, &b, "mapped from the text of {v}");
+        }
+        (Err(a), Err(b)) => assert_eq!(a, &b),
+        (a, b) => panic!("{v}: parsed {a:?}, from its text {b:?}"),
+    }
+    a
+}
+
+fn kafka_meta() -> RecordMeta {
+    RecordMeta {
+        fields: json!({
+            "key": "c-17",
+            "topic": "crm.contacts",
+            "partition": 0,
+            "offset": 7,
+            "timestamp": 1_733_600_000_000i64,
+            "headers": {"tenant": "eu", "trace.id": "t-1", "op": "DELETE"}
+        })
+        .as_object()
+        .unwrap()
+        .clone(),
+        delete: false,
+        version: None,
+    }
+}
+
+#[test]
+fn meta_paths_read_what_the_transport_knows() {
+    let m = mapper(
+        r#"
+        source = "t"
+        [record]
+        id = "_meta.key"
+        [[identifiers]]
+        kind = "email"
+        value = "email"
+        [attributes.traits]
+        tenant = "_meta.headers.tenant"
+        trace = "_meta.headers.trace.id"
+        partition = "_meta.partition"
+        origin = { template = "{_meta.topic}@{_meta.offset}" }
+        received = { field = "_meta.timestamp", format = "unix_ms" }
+        "#,
+    );
+    let r = map_with_meta(&m, json!({"email": "jane@example.com"}), kafka_meta()).unwrap();
+    assert_eq!(r.source_id, "c-17");
+    assert_eq!(keys(&r), ["email:jane@example.com"]);
+    assert_eq!(r.attributes.traits["tenant"], "eu");
+    assert_eq!(
+        r.attributes.traits["trace"], "t-1",
+        "header names may hold dots"
+    );
+    assert_eq!(
+        r.attributes.traits["partition"], 0,
+        "numbers keep their type"
+    );
+    assert_eq!(r.attributes.traits["origin"], "crm.contacts@7");
+    assert_eq!(r.attributes.traits["received"], "2024-12-07T19:33:20Z");
+    assert_eq!(r.op, Op::Upsert);
+    assert_eq!(r.version, RUN_VERSION);
+
+    // A record's own `_meta` field is not what `_meta.` reads.
+    let e = map(
+        &m,
+        json!({"_meta": {"key": "own"}, "email": "jane@example.com"}),
+    )
+    .unwrap_err();
+    assert_eq!(e.to_string(), "record.id: missing field `_meta.key`");
+    // A message without a key: missing, and quarantined for it.
+    let mut keyless = kafka_meta();
+    keyless.fields.remove("key");
+    let e = map_with_meta(&m, json!({"email": "jane@example.com"}), keyless).unwrap_err();
+    assert_eq!(e.to_string(), "record.id: missing field `_meta.key`");
+}
+
+#[test]
+fn meta_paths_work_for_versions_and_deletes() {
+    let m = mapper(
+        r#"
+        source = "t"
+        [record]
+        id = "id"
+        version = { field = "_meta.offset" }
+        delete_when = { field = "_meta.headers.op", equals = "delete" }
+        "#,
+    );
+    let r = map_with_meta(&m, json!({"id": "a"}), kafka_meta()).unwrap();
+    assert_eq!(r.version, 7);
+    assert_eq!(r.op, Op::Delete);
+    let e = map_with_meta(
+        &m,
+        json!({"id": "a"}),
+        RecordMeta {
+            fields: serde_json::Map::new(),
+            ..kafka_meta()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "record.version: missing field `_meta.offset`"
+    );
+
+    assert_eq!(
+        invalid(&format!(
+            "{HEAD}[attributes]\ncompany = \"_meta.\"\nfull_name = {{ template = \"{{_meta.}} x\" }}\n"
+        )),
+        [
+            "attributes.full_name: `_meta.` needs a field name (`_meta.key`, `_meta.headers.NAME`...) in template `{_meta.} x`",
+            "attributes.company: `_meta.` needs a field name (`_meta.key`, `_meta.headers.NAME`...)",
+        ]
+    );
+}
+
+#[test]
+fn the_transport_can_say_delete_and_give_the_version() {
+    // A Debezium delete: the `before` row, marked deleted by the transport, with its LSN.
+    let m = mapper(
+        r#"
+        source = "t"
+        [record]
+        id = "id"
+        delete_when = { field = "status", equals = "gone" }
+        [[identifiers]]
+        kind = "email"
+        value = "email"
+        "#,
+    );
+    let deleted = RecordMeta {
+        delete: true,
+        version: Some(24_023_128),
+        ..RecordMeta::default()
+    };
+    let r = map_with_meta(&m, json!({"id": 1001, "status": "active"}), deleted).unwrap();
+    assert_eq!(r.op, Op::Delete, "whatever delete_when says");
+    assert_eq!(r.source_id, "1001");
+    assert_eq!(r.version, 24_023_128, "the transport's version");
+
+    let upsert = RecordMeta {
+        version: Some(24_023_200),
+        ..RecordMeta::default()
+    };
+    let r = map_with_meta(
+        &m,
+        json!({"id": 1001, "email": "s@example.com"}),
+        upsert.clone(),
+    )
+    .unwrap();
+    assert_eq!(r.op, Op::Upsert);
+    assert_eq!(r.version, 24_023_200);
+    // Without a transport version: the run's.
+    let r = map_with_meta(&m, json!({"id": 1001}), RecordMeta::default()).unwrap();
+    assert_eq!(r.version, RUN_VERSION);
+
+    // A manifest's version field wins over the transport's.
+    let m = mapper("source = \"t\"\n[record]\nid = \"id\"\nversion = { field = \"v\" }\n");
+    let r = map_with_meta(&m, json!({"id": 1, "v": 5}), upsert).unwrap();
+    assert_eq!(r.version, 5);
 }
