@@ -29,5 +29,6 @@ use onetruth_connect::Registry;
 pub fn transports() -> Registry {
     let mut registry = Registry::new();
     registry.register(onetruth_connector_file::FileTransport);
+    registry.register(onetruth_connector_kafka::KafkaTransport);
     registry
 }
