@@ -368,6 +368,14 @@ fn write_all(
                 Err(_) => break,
             }
         }
+        // A large group means input is queued faster than it is written: a backlog, which
+        // the writer commits in large transactions. Live traffic comes a few hundred records
+        // at a time and commits within the live interval.
+        if records >= group_records / 4
+            && let Some(last) = group.last_mut()
+        {
+            last.set_backlog(true);
+        }
         Some(group)
     });
     // Resolving the next group overlaps writing the previous one.

@@ -171,6 +171,8 @@ pub struct PreparedBatch {
     released: Vec<(String, String)>,
     /// A write that is not records: planned alone, in stream order.
     command: Option<WriteCommand>,
+    /// More input was queued behind this batch (see [`PreparedBatch::set_backlog`]).
+    backlog: bool,
 }
 
 /// A write a running stream applies between its record groups, on its warm resolver (what
@@ -192,6 +194,17 @@ impl PreparedBatch {
             on_commit,
             ..PreparedBatch::default()
         }
+    }
+
+    /// Mark the batch as part of a backlog: input was queued behind it when it was taken. A
+    /// stream's writer then keeps its transaction open up to the backlog interval
+    /// ([`Store::set_stream_backlog_interval`]) instead of the live one.
+    pub fn set_backlog(&mut self, backlog: bool) {
+        self.backlog = backlog;
+    }
+
+    pub(crate) fn is_backlog(&self) -> bool {
+        self.backlog
     }
 
     /// The command this batch carries, if any.
@@ -287,6 +300,7 @@ impl Batch {
             on_commit: self.on_commit,
             released: self.released,
             command: None,
+            backlog: false,
         }
     }
 }
@@ -451,6 +465,14 @@ impl WritePlan {
             .iter_mut()
             .filter_map(PreparedBatch::take_on_commit)
             .collect()
+    }
+
+    /// Whether its group was taken from a backlog (its last batch says).
+    pub(crate) fn is_backlog(&self) -> bool {
+        self.rows
+            .batches
+            .last()
+            .is_some_and(PreparedBatch::is_backlog)
     }
 
     /// Records in the plan, applied or not.

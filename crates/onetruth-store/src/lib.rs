@@ -143,6 +143,8 @@ pub struct Store {
     stream_commit: pipeline::StreamCommit,
     /// See [`Store::set_stream_spent`].
     stream_spent: Option<std::sync::mpsc::Sender<pipeline::SpentGroup>>,
+    /// See [`Store::set_stream_backlog_interval`].
+    stream_backlog_interval: Option<std::time::Duration>,
 }
 
 pub(crate) fn now_micros() -> i64 {
@@ -263,6 +265,7 @@ impl Store {
             stream_checkpoint_pages: pipeline::STREAM_CHECKPOINT_PAGES,
             stream_commit: pipeline::StreamCommit::default(),
             stream_spent: None,
+            stream_backlog_interval: None,
         })
     }
 

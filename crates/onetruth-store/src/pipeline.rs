@@ -64,7 +64,10 @@ pub struct StreamCommit {
     /// Commit once the transaction holds this many records (default 50,000).
     pub records: u64,
     /// Commit once the oldest uncommitted group was written this long ago (default 1 s),
-    /// even if no group follows. Zero commits every group.
+    /// even if no group follows. Zero commits every group. A group marked as part of a
+    /// backlog ([`PreparedBatch::set_backlog`]) stretches this to
+    /// [`Store::set_stream_backlog_interval`]: a daemon commits live changes within a
+    /// fraction of a second and a backlog in large groups.
     pub interval: std::time::Duration,
 }
 
@@ -88,6 +91,12 @@ impl Store {
     /// When [`Store::apply_stream`]'s writer commits (default [`StreamCommit::default`]).
     pub fn set_stream_commit(&mut self, commit: StreamCommit) {
         self.stream_commit = commit;
+    }
+
+    /// How long a transaction may stay open while the groups it holds are part of a backlog
+    /// (see [`PreparedBatch::set_backlog`]); default: [`StreamCommit::interval`].
+    pub fn set_stream_backlog_interval(&mut self, interval: std::time::Duration) {
+        self.stream_backlog_interval = Some(interval);
     }
 
     /// Where [`Store::apply_stream`]'s writer sends each group once written, instead of
@@ -146,6 +155,7 @@ impl Store {
             scope.spawn(move || checkpoint_when_woken(checkpointer, woken, copied));
             let checkpoint_pages = self.stream_checkpoint_pages;
             let commit = self.stream_commit;
+            let backlog_interval = self.stream_backlog_interval.unwrap_or(commit.interval);
             let spent = self.stream_spent.take();
             let writer = scope.spawn(move || {
                 let checkpoint = WalCheckpoints {
@@ -154,7 +164,13 @@ impl Store {
                     done,
                     copying: false,
                 };
-                write_plans(conn, version, commit, checkpoint, plans, to_planner, spent)
+                let intervals = Intervals {
+                    live: commit.interval,
+                    backlog: backlog_interval,
+                };
+                write_plans(
+                    conn, version, commit, intervals, checkpoint, plans, to_planner, spent,
+                )
             });
             let mut planner = Planner {
                 state,
@@ -218,6 +234,7 @@ fn write_plans(
     conn: &Connection,
     mut expected: i64,
     commit: StreamCommit,
+    intervals: Intervals,
     mut checkpoint: WalCheckpoints,
     plans: mpsc::Receiver<ToWriter>,
     outcomes: mpsc::Sender<Outcome>,
@@ -228,7 +245,7 @@ fn write_plans(
         let message = match &open {
             None => plans.recv().ok(),
             Some(t) => {
-                match plans.recv_timeout(commit.interval.saturating_sub(t.began.elapsed())) {
+                match plans.recv_timeout(t.interval.saturating_sub(t.began.elapsed())) {
                     Ok(m) => Some(m),
                     // Nothing came in time: what is written must not wait for the next group.
                     // Nobody asked, so only a failure is answered.
@@ -269,10 +286,17 @@ fn write_plans(
                         records: 0,
                         groups: 0,
                         acks: Vec::new(),
+                        interval: intervals.live,
                     });
                 }
                 let t = open.as_mut().expect("opened above when there was none");
                 let mut plan = plan;
+                // The latest group says whether input is still queued behind it.
+                t.interval = if plan.is_backlog() {
+                    intervals.backlog
+                } else {
+                    intervals.live
+                };
                 let (summary, written) = execute(&t.tx, &plan)?;
                 t.acks.extend(plan.take_on_commit());
                 t.records += plan.len();
@@ -282,7 +306,7 @@ fn write_plans(
                     // A closed sink hands the group back in the error: freed here.
                     let _ = sink.send(SpentGroup(plan));
                 }
-                let due = t.records >= commit.records || t.began.elapsed() >= commit.interval;
+                let due = t.records >= commit.records || t.began.elapsed() >= t.interval;
                 if due && let Some(t) = open.take() {
                     t.commit(conn, &mut expected)?;
                 }
@@ -313,6 +337,15 @@ struct OpenTransaction<'c> {
     /// The groups' acknowledgements, run once the transaction commits (dropped unrun if it
     /// does not).
     acks: Vec<OnCommit>,
+    /// How long it may stay open: [`Intervals`], by its latest group.
+    interval: std::time::Duration,
+}
+
+/// A transaction's longest life: short while the stream is live, longer in a backlog.
+#[derive(Clone, Copy)]
+struct Intervals {
+    live: std::time::Duration,
+    backlog: std::time::Duration,
 }
 
 impl OpenTransaction<'_> {

@@ -1246,3 +1246,47 @@ fn a_stream_applies_curator_commands_in_order_on_its_warm_resolver() {
         "re-resolving changes nothing here"
     );
 }
+
+#[test]
+fn a_backlog_commits_in_large_transactions_and_live_groups_at_once() {
+    use std::sync::{Arc, Mutex};
+    // What another connection saw when the first group's acknowledgement ran.
+    let first_ack_saw = |backlog: bool| {
+        let (d, mut s) = store();
+        let path = d.path().join("t.db");
+        s.set_stream_commit(StreamCommit {
+            records: 1_000_000,
+            interval: std::time::Duration::ZERO,
+        });
+        s.set_stream_backlog_interval(std::time::Duration::from_secs(3600));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let groups: Vec<Vec<PreparedBatch>> = (0..4)
+            .map(|g| {
+                let mut b = batch(vec![rec(
+                    "crm",
+                    &g.to_string(),
+                    1,
+                    "Jane",
+                    &[("email", &format!("{g}@x.com"))],
+                )]);
+                let (seen, path) = (seen.clone(), path.clone());
+                b.on_commit = Some(OnCommit::new(move || {
+                    seen.lock().unwrap().push(committed_records(&path))
+                }));
+                let mut p = b.prepare(&IdentifierPolicy::default());
+                p.set_backlog(backlog);
+                vec![p]
+            })
+            .collect();
+        s.apply_stream(groups.into_iter()).unwrap();
+        let seen = seen.lock().unwrap().clone();
+        assert_eq!(seen.len(), 4);
+        seen[0]
+    };
+    assert_eq!(first_ack_saw(false), 1, "live: every group commits at once");
+    assert_eq!(
+        first_ack_saw(true),
+        4,
+        "backlog: one transaction for all four groups"
+    );
+}

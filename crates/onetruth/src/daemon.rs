@@ -197,6 +197,8 @@ pub fn run(cfg: &Config, listen: Option<&str>) -> anyhow::Result<ExitCode> {
 
     let mut store = crate::open_store(cfg)?;
     store.set_stream_commit(cfg.daemon.commit);
+    // A backlog commits like a bulk ingest: `[ingest] commit_interval_ms`.
+    store.set_stream_backlog_interval(cfg.commit.interval);
     let mut inputs = Vec::new();
     for c in &connectors {
         let source = c
