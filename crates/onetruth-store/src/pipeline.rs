@@ -164,13 +164,12 @@ impl Store {
                     done,
                     copying: false,
                 };
-                let intervals = Intervals {
+                let commit = CommitPolicy {
+                    records: commit.records,
                     live: commit.interval,
                     backlog: backlog_interval,
                 };
-                write_plans(
-                    conn, version, commit, intervals, checkpoint, plans, to_planner, spent,
-                )
+                write_plans(conn, version, commit, checkpoint, plans, to_planner, spent)
             });
             let mut planner = Planner {
                 state,
@@ -233,8 +232,7 @@ fn note_wal_pages(_: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite:
 fn write_plans(
     conn: &Connection,
     mut expected: i64,
-    commit: StreamCommit,
-    intervals: Intervals,
+    commit: CommitPolicy,
     mut checkpoint: WalCheckpoints,
     plans: mpsc::Receiver<ToWriter>,
     outcomes: mpsc::Sender<Outcome>,
@@ -286,16 +284,16 @@ fn write_plans(
                         records: 0,
                         groups: 0,
                         acks: Vec::new(),
-                        interval: intervals.live,
+                        interval: commit.live,
                     });
                 }
                 let t = open.as_mut().expect("opened above when there was none");
                 let mut plan = plan;
                 // The latest group says whether input is still queued behind it.
                 t.interval = if plan.is_backlog() {
-                    intervals.backlog
+                    commit.backlog
                 } else {
-                    intervals.live
+                    commit.live
                 };
                 let (summary, written) = execute(&t.tx, &plan)?;
                 t.acks.extend(plan.take_on_commit());
@@ -337,13 +335,16 @@ struct OpenTransaction<'c> {
     /// The groups' acknowledgements, run once the transaction commits (dropped unrun if it
     /// does not).
     acks: Vec<OnCommit>,
-    /// How long it may stay open: [`Intervals`], by its latest group.
+    /// How long it may stay open: [`CommitPolicy`]'s live or backlog interval, by its latest
+    /// group.
     interval: std::time::Duration,
 }
 
-/// A transaction's longest life: short while the stream is live, longer in a backlog.
+/// When the writer commits: at `records`, or once the transaction is `live` old (`backlog`
+/// while its latest group came from a backlog).
 #[derive(Clone, Copy)]
-struct Intervals {
+struct CommitPolicy {
+    records: u64,
     live: std::time::Duration,
     backlog: std::time::Duration,
 }
