@@ -726,9 +726,21 @@ impl Context {
         let mut starts = Vec::with_capacity(parts.len());
         for (t, p) in &parts {
             let offset = match &stored {
-                Ok(stored) => shared.start_offset(stored.get(&(t.clone(), *p)).copied()),
-                // Nothing old is fetched; positioned (and resumed) once the store reads.
-                Err(_) => Offset::End,
+                Ok(stored) => match stored.get(&(t.clone(), *p)) {
+                    Some(o) => Offset::Offset(*o),
+                    // `latest` is the end as of this assignment: resolved now, so whatever is
+                    // produced once the assignment is done is read (librdkafka would look the
+                    // end up later, and a message produced meanwhile would be skipped).
+                    None if shared.start == StartFrom::Latest => consumer
+                        .fetch_watermarks(t, *p, Duration::from_secs(5))
+                        .map(|(_, high)| Offset::Offset(high))
+                        .unwrap_or(Offset::End),
+                    None => Offset::Beginning,
+                },
+                // Paused right after, positioned (and resumed) once the store reads; anything
+                // fetched before is not taken. An absolute offset, not a logical one: a seek
+                // racing the end-offset lookup that `latest` needs could lose to it.
+                Err(_) => Offset::Offset(0),
             };
             if let Err(e) = tpl.set_partition_offset(t, *p, offset) {
                 tracing::warn!(connector = %shared.connector, error = %e, "setting a start offset");

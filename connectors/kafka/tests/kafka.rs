@@ -749,6 +749,39 @@ fn bad_config_is_fatal_and_secrets_stay_out_of_errors() {
 }
 
 #[test]
+fn tls_and_sasl_scram_are_built_in() {
+    // librdkafka refuses these at creation when it was built without OpenSSL (no connection
+    // is made yet). tansu's own CLI cannot create a SCRAM user on an authenticating broker,
+    // so the handshake itself is not exercised here.
+    let store = Store::with(&[]);
+    let secure = |mechanism: &str| -> KafkaParams {
+        serde_json::from_value(json!({
+            "brokers": "127.0.0.1:9", "group_id": "g", "topics": ["x"],
+            "properties": {
+                "security.protocol": "SASL_SSL", "sasl.mechanism": mechanism,
+                "sasl.username": "onetruth", "sasl.password": "s3cret"
+            }
+        }))
+        .unwrap()
+    };
+    for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        let s = KafkaSource::new(
+            &secure(mechanism),
+            "crm",
+            store.clone(),
+            &std::env::temp_dir(),
+        );
+        assert!(s.is_ok(), "{mechanism}: {:?}", s.err());
+    }
+    // Kerberos is not built in (no cyrus-sasl): refused, and the password is not shown.
+    let e = KafkaSource::new(&secure("GSSAPI"), "crm", store, &std::env::temp_dir())
+        .err()
+        .expect("GSSAPI is not built in");
+    assert!(!e.retryable);
+    assert!(!e.to_string().contains("s3cret"), "{e}");
+}
+
+#[test]
 fn a_broker_that_is_down_is_a_retryable_error() {
     // A port nothing listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -991,4 +1024,108 @@ fn a_rebalance_starts_partitions_at_stored_offsets_eager() {
 #[test]
 fn a_rebalance_starts_partitions_at_stored_offsets_cooperative() {
     rebalance("cooperative-sticky");
+}
+
+/// Gauges and counters by name and labels, for one thread's metrics.
+#[derive(Default)]
+struct Recorded(Mutex<BTreeMap<String, Arc<std::sync::atomic::AtomicU64>>>);
+
+impl Recorded {
+    fn handle(&self, key: &metrics::Key) -> Arc<std::sync::atomic::AtomicU64> {
+        let mut labels: Vec<String> = key
+            .labels()
+            .map(|l| format!("{}={}", l.key(), l.value()))
+            .collect();
+        labels.sort();
+        let name = format!("{}{{{}}}", key.name(), labels.join(","));
+        self.0.lock().unwrap().entry(name).or_default().clone()
+    }
+
+    fn gauge(&self, name: &str) -> Option<f64> {
+        let map = self.0.lock().unwrap();
+        map.get(name)
+            .map(|v| f64::from_bits(v.load(Ordering::Acquire)))
+    }
+}
+
+impl metrics::Recorder for Recorded {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        metrics::Counter::from_arc(self.handle(key))
+    }
+    fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::from_arc(self.handle(key))
+    }
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::noop()
+    }
+}
+
+#[test]
+fn consumer_lag_is_the_high_watermark_less_the_next_offset() {
+    let broker = Broker::start();
+    broker.create_topic("lagging", 1);
+    broker.produce_records(
+        "lagging",
+        (0..10).map(|i| Record::value(format!(r#"{{"id":"l{i}"}}"#)).partition(0)),
+    );
+    let store = Store::with(&[]);
+    let p = params(
+        &broker,
+        "g-lag",
+        json!({"topics": ["lagging"], "properties": {"statistics.interval.ms": "100"}}),
+    );
+    let recorded = Recorded::default();
+    let lag = "onetruth_kafka_consumer_lag{connector=crm,partition=0,topic=lagging}";
+    metrics::with_local_recorder(&recorded, || {
+        let mut s = source(&p, &store);
+        let mapper = mapper();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut read = 0;
+        // One record a batch, slowly enough for statistics to come in between.
+        while read < 5 {
+            assert!(Instant::now() < deadline, "{read} read");
+            std::thread::sleep(Duration::from_millis(150));
+            if let Poll::Records(b) = s.poll(1).unwrap() {
+                read += store.commit(&mapper, b).len();
+            }
+        }
+        assert_eq!(recorded.gauge(lag), Some(5.0), "10 messages, 5 read");
+        s.close();
+    });
+    // A partition given back reports no lag.
+    assert_eq!(recorded.gauge(lag), Some(0.0));
+    let counter = |name: &str| recorded.0.lock().unwrap()[name].load(Ordering::Acquire);
+    assert_eq!(
+        counter("onetruth_kafka_rebalances_total{connector=crm,kind=assign}"),
+        1
+    );
+    assert_eq!(
+        counter("onetruth_kafka_rebalances_total{connector=crm,kind=revoke}"),
+        1
+    );
 }
