@@ -171,8 +171,14 @@ fn exports_dropped_in_the_inbox_are_served_and_sigterm_drains_and_exits_zero() {
 #[test]
 fn readyz_reports_a_connector_that_cannot_read() {
     let (dir, config, db) = setup("");
+    // An inbox that does not exist yet (a volume mounted later) is retried, not fatal.
+    std::fs::remove_dir(dir.path().join("inbox")).unwrap();
     let d = start(&db, &config, "run.log");
-    d.wait_for("/readyz", 10, |s, _| s == 200);
+    d.wait_for("/readyz", 10, |s, body| {
+        s == 503 && body.contains("\"crm\":\"retrying\"")
+    });
+    std::fs::create_dir(dir.path().join("inbox")).unwrap();
+    d.wait_for("/readyz", 15, |s, _| s == 200);
     // The inbox vanishes: the connector retries with backoff and the daemon is not ready.
     std::fs::remove_dir(dir.path().join("inbox")).unwrap();
     let body = d.wait_for("/readyz", 10, |s, _| s == 503);

@@ -243,7 +243,9 @@ impl InboxSource {
         params: FileParams,
         stored: Checkpoints,
     ) -> Result<InboxSource, SourceError> {
-        if !dir.is_dir() {
+        // A missing directory is not an error here: it may be mounted or created later, and
+        // until then each scan fails and is retried (the connector shows `retrying`).
+        if dir.exists() && !dir.is_dir() {
             return Err(SourceError::new(
                 format!("inbox {}", dir.display()),
                 "is not a directory",

@@ -72,6 +72,8 @@ pub fn check(cfg: &Config) -> anyhow::Result<()> {
 
 /// What `/readyz` and `/metrics` read, and where client writes go.
 struct DaemonOps {
+    /// Set once a signal asked the daemon to stop: not ready any more.
+    draining: AtomicBool,
     health: Arc<Health>,
     warm: Arc<AtomicBool>,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
@@ -84,6 +86,7 @@ impl Operations for DaemonOps {
         let resolver = self.warm.load(Ordering::Acquire);
         // A connector that is retrying serves stale data: not ready until it reads again.
         let ready = resolver
+            && !self.draining.load(Ordering::Acquire)
             && !connectors.is_empty()
             && connectors
                 .values()
@@ -245,6 +248,7 @@ pub fn run(cfg: &Config, listen: Option<&str>) -> anyhow::Result<ExitCode> {
         .build()
         .context("cannot start the async runtime")?;
     let ops = Arc::new(DaemonOps {
+        draining: AtomicBool::new(false),
         health,
         warm,
         metrics: recorder.clone(),
@@ -280,7 +284,7 @@ pub fn run(cfg: &Config, listen: Option<&str>) -> anyhow::Result<ExitCode> {
         let shutdown = CancellationToken::new();
         let api = tokio::spawn(onetruth_api::serve_router(
             listener,
-            onetruth_api::daemon_router(state, ops),
+            onetruth_api::daemon_router(state, ops.clone()),
             shutdown.clone().cancelled_owned(),
         ));
         let mut signals = crate::serve::Signals::new()?;
@@ -294,6 +298,7 @@ pub fn run(cfg: &Config, listen: Option<&str>) -> anyhow::Result<ExitCode> {
             Some(r) => r.unwrap_or(Err(anyhow::anyhow!("the writer thread stopped"))),
             None => {
                 tracing::info!(drain_timeout_ms = drain.as_millis() as u64, "stopping: draining in-flight batches");
+                ops.draining.store(true, Ordering::Release);
                 stop.stop();
                 tokio::select! {
                     r = tokio::time::timeout(drain, &mut done_rx) => match r {
