@@ -64,8 +64,14 @@ fn named_files_are_read_in_order_with_a_checkpoint_per_file() {
     // Lines 2..=4 of a.csv, line 2 of b.csv.
     assert_eq!(ids(&batches), ["2", "3", "4", "2"]);
     let last = stored(&batches);
-    assert!(last[&paths[0].display().to_string()].starts_with("done:4:"), "{last:?}");
-    assert!(last[&paths[1].display().to_string()].starts_with("done:2:"), "{last:?}");
+    assert!(
+        last[&paths[0].display().to_string()].starts_with("done:4:"),
+        "{last:?}"
+    );
+    assert!(
+        last[&paths[1].display().to_string()].starts_with("done:2:"),
+        "{last:?}"
+    );
     assert!(matches!(s.poll(2).unwrap(), Poll::End));
     let p = s.progress().unwrap();
     assert_eq!(p.done, p.total);
@@ -81,7 +87,10 @@ fn the_inbox_takes_each_export_once_and_skips_partial_and_hidden_files() {
     let dir = tempfile::tempdir().unwrap();
     let inbox = dir.path();
     let mut s = InboxSource::new(inbox.into(), params(), Checkpoints::new()).unwrap();
-    assert!(matches!(s.poll(10).unwrap(), Poll::Idle(_)), "empty inbox idles");
+    assert!(
+        matches!(s.poll(10).unwrap(), Poll::Idle(_)),
+        "empty inbox idles"
+    );
     csv(inbox, "contacts-1.csv", 0..3);
     csv(inbox, ".hidden.csv", 0..1);
     csv(inbox, "upload.csv.part", 0..1);
@@ -146,7 +155,10 @@ fn a_file_still_being_written_waits_and_a_corrupt_one_is_skipped() {
     let last = stored(&batches);
     assert!(last["broken.csv.gz"].starts_with("failed:"), "{last:?}");
     assert!(last["a.csv"].starts_with("done:"), "{last:?}");
-    assert!(drain(&mut s, 10).is_empty(), "a failed file is not retried until it changes");
+    assert!(
+        drain(&mut s, 10).is_empty(),
+        "a failed file is not retried until it changes"
+    );
     let only_pattern = FileParams {
         pattern: Some("b-*.csv".into()),
         ..params()

@@ -19,12 +19,14 @@ mod dead_letter;
 pub mod debezium;
 mod decode;
 mod params;
+mod publish;
 mod secrets;
 mod source;
 
 pub use dead_letter::{REASON, SOURCE_OFFSET, SOURCE_PARTITION, SOURCE_TOPIC};
 pub use decode::{Decoder, Message, parse_position, position, stream};
 pub use params::{KafkaParams, KeyFormat, PayloadFormat, StartFrom};
+pub use publish::{EVENT_HEADER, Outgoing, PublishParams, Publisher};
 pub use source::{KafkaSource, REVOKE_WAIT};
 
 use onetruth_connect::registry::replay_json;

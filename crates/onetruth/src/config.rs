@@ -24,6 +24,8 @@ pub struct RawConfig {
     pub resolution: RawResolution,
     pub survivorship: RawSurvivorship,
     pub daemon: RawDaemon,
+    /// Where the daemon publishes every customer change (a Kafka topic); none by default.
+    pub change_feed: Option<onetruth_connector_kafka::PublishParams>,
 }
 
 /// `[daemon]`: what `onetruth run` runs.
@@ -142,6 +144,8 @@ pub struct Config {
     pub resolution: ResolverConfig,
     pub survivorship: Survivorship,
     pub daemon: DaemonConfig,
+    /// `[change_feed]`, with the directory its `file:` references start from.
+    pub change_feed: Option<(onetruth_connector_kafka::PublishParams, PathBuf)>,
 }
 
 /// Validated `[daemon]`.
@@ -262,6 +266,14 @@ impl RawConfig {
         let resolution = self.resolution.validate(&normalizer, &mut errors);
         let survivorship = self.survivorship.validate(&mut errors);
         let daemon = self.daemon.validate(commit, base, &mut errors);
+        if let Some(feed) = &self.change_feed {
+            if feed.brokers.trim().is_empty() {
+                errors.push("change_feed.brokers: must not be empty".into());
+            }
+            if feed.topic.trim().is_empty() {
+                errors.push("change_feed.topic: must not be empty".into());
+            }
+        }
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -279,6 +291,13 @@ impl RawConfig {
             resolution,
             survivorship,
             daemon,
+            change_feed: self.change_feed.map(|f| {
+                (
+                    f,
+                    base.map(Path::to_path_buf)
+                        .unwrap_or_else(|| PathBuf::from(".")),
+                )
+            }),
         })
     }
 }

@@ -33,6 +33,10 @@ pub fn load_connectors(cfg: &Config) -> anyhow::Result<Vec<Arc<Connector>>> {
     let mut errors = Vec::new();
     for path in &cfg.daemon.connectors {
         match Connector::load(path, &registry, &cfg.normalizer) {
+            Ok(c) if c.name == CHANGE_FEED => errors.push(format!(
+                "manifest {}: source `{CHANGE_FEED}` is reserved for the change feed's cursor",
+                path.display()
+            )),
             Ok(c) => {
                 if let Some(other) = connectors.iter().find(|o| o.name == c.name) {
                     errors.push(format!(
@@ -220,6 +224,9 @@ pub fn run(cfg: &Config, listen: Option<&str>) -> anyhow::Result<ExitCode> {
         inputs.push(Input::connector(c.clone(), source));
     }
 
+    if let Some((params, base)) = &cfg.change_feed {
+        inputs.push(change_feed(cfg, params, base)?);
+    }
     let (commands_tx, commands) = std::sync::mpsc::channel();
     let health = Arc::new(Health::new());
     let warm = Arc::new(AtomicBool::new(false));
@@ -341,6 +348,68 @@ pub fn run(cfg: &Config, listen: Option<&str>) -> anyhow::Result<ExitCode> {
         let _ = pipeline.join();
     }
     Ok(code)
+}
+
+/// The connector name the change feed's cursor and health are kept under.
+pub const CHANGE_FEED: &str = "change_feed";
+
+/// The change feed as a pipeline input: publishes the changelog from its stored cursor.
+fn change_feed(
+    cfg: &Config,
+    params: &onetruth_connector_kafka::PublishParams,
+    base: &std::path::Path,
+) -> anyhow::Result<Input> {
+    let publisher = onetruth_connector_kafka::Publisher::new(params, base)?;
+    let reader = crate::open_store_read(cfg)?;
+    let cursor = reader
+        .checkpoints(CHANGE_FEED)?
+        .get(&params.topic)
+        .and_then(|p| onetruth_pipeline::ChangeFeed::parse_cursor(p))
+        .unwrap_or(0);
+    tracing::info!(topic = %params.topic, after_seq = cursor, "change feed");
+    let encode: onetruth_pipeline::FeedEncoder = Box::new(|store, entry| {
+        Ok(onetruth_api::change_messages(store, entry)?
+            .into_iter()
+            .map(|m| onetruth_pipeline::FeedMessage {
+                key: m.key,
+                value: m.value.map(|v| v.to_string().into_bytes()),
+                event: m.event,
+            })
+            .collect())
+    });
+    let feed = onetruth_pipeline::ChangeFeed::new(
+        reader,
+        encode,
+        Box::new(KafkaFeed(publisher)),
+        cursor,
+        std::time::Duration::from_millis(50),
+    );
+    Ok(Input::checkpoints_only(CHANGE_FEED, Box::new(feed)))
+}
+
+/// The change feed's Kafka topic.
+struct KafkaFeed(onetruth_connector_kafka::Publisher);
+
+impl onetruth_pipeline::FeedSink for KafkaFeed {
+    fn publish(
+        &mut self,
+        messages: &[onetruth_pipeline::FeedMessage],
+    ) -> Result<(), onetruth_connect::SourceError> {
+        let outgoing: Vec<onetruth_connector_kafka::Outgoing> = messages
+            .iter()
+            .map(|m| onetruth_connector_kafka::Outgoing {
+                key: m.key.clone(),
+                value: m.value.clone(),
+                event: m.event,
+            })
+            .collect();
+        self.0
+            .publish(&outgoing, std::time::Duration::from_secs(30))
+    }
+
+    fn stream(&self) -> String {
+        self.0.topic().to_string()
+    }
 }
 
 /// The writer thread: load the resolver, then apply every source's batches until stopped.
