@@ -45,3 +45,22 @@ fn bench_manifest_maps_every_bench_record() {
     }
     assert!(mapped.windows(2).all(|w| w[0].version < w[1].version));
 }
+
+#[test]
+fn the_kafka_bench_manifest_maps_like_the_file_one() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let file = Manifest::load(&dir.join("bench.toml")).unwrap();
+    let kafka = Manifest::load(&dir.join("bench-kafka.toml")).unwrap();
+    // The same mapping; only the transport differs.
+    assert_eq!(
+        Manifest {
+            transport: None,
+            ..kafka.clone()
+        },
+        Manifest {
+            transport: None,
+            ..file
+        }
+    );
+    assert_eq!(kafka.transport.as_ref().unwrap()["type"], "kafka");
+}
