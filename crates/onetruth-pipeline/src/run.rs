@@ -316,6 +316,9 @@ pub fn run_with_commands(
         }
         drop(tx);
         let written = write_all(store, rx, &all_done, options.group_records);
+        // The writer ends when every sender is gone, or on an error: then sources waiting
+        // for input (and the command thread) would never learn of it by sending.
+        stop.stop();
         let threads: Vec<_> = threads.into_iter().map(|h| h.join()).collect();
         (written, threads)
     });
@@ -355,8 +358,18 @@ fn write_all(
     // everything queued (40,000 records) was resolved while the writer waited and then
     // written while the planner waited, about a second with one core idle at 1M records;
     // in batches, resolving one overlaps writing the one before.
+    // The store's writer raises this when it fails; the planner hears of a failure only when
+    // it hands over its next group, which live sources may never send.
+    let failed = Arc::new(AtomicBool::new(false));
+    store.set_stream_failure_flag(failed.clone());
     let groups = std::iter::from_fn(|| {
-        let first = rx.recv().ok()?;
+        let first = loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(b) => break b,
+                Err(mpsc::RecvTimeoutError::Timeout) if !failed.load(Ordering::Acquire) => {}
+                Err(_) => return None,
+            }
+        };
         let mut records = first.len();
         let mut group = vec![first];
         while records < group_records && !all_done.load(Ordering::Acquire) {

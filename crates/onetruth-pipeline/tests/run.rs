@@ -283,3 +283,40 @@ fn stopping_a_live_pipeline_commits_and_acknowledges_what_it_read() {
     assert!(*h.closed.lock().unwrap());
     assert_eq!(committed(&h.db), 3);
 }
+
+#[test]
+fn a_store_that_cannot_be_written_stops_every_source_and_says_why() {
+    let h = Harness::new();
+    // A read-only connection: the first transaction fails.
+    let mut read_only = Store::open(
+        &h.db,
+        StoreOptions {
+            read_only: true,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    let live = h.input("live", vec![Step::Records("", vec!["1"])], true);
+    let idle = h.input("idle", Vec::new(), true);
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = run(
+            &mut read_only,
+            vec![live, idle],
+            &options(),
+            &Stop::new(),
+            &Health::new(),
+        );
+        let _ = done.send(r.map(|_| ()).map_err(|e| e.to_string()));
+    });
+    // Live sources never end by themselves: the pipeline must stop them, not hang.
+    let outcome = finished
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the pipeline returned");
+    let err = outcome.unwrap_err();
+    assert!(err.starts_with("writing to the store"), "{err}");
+    assert!(
+        h.acked.lock().unwrap().is_empty(),
+        "nothing was acknowledged"
+    );
+}

@@ -145,6 +145,8 @@ pub struct Store {
     stream_spent: Option<std::sync::mpsc::Sender<pipeline::SpentGroup>>,
     /// See [`Store::set_stream_backlog_interval`].
     stream_backlog_interval: Option<std::time::Duration>,
+    /// See [`Store::set_stream_failure_flag`].
+    stream_failed: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 pub(crate) fn now_micros() -> i64 {
@@ -266,6 +268,7 @@ impl Store {
             stream_commit: pipeline::StreamCommit::default(),
             stream_spent: None,
             stream_backlog_interval: None,
+            stream_failed: None,
         })
     }
 

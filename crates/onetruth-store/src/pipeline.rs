@@ -93,6 +93,14 @@ impl Store {
         self.stream_commit = commit;
     }
 
+    /// A flag [`Store::apply_stream`]'s writer raises when it fails. The planner learns of a
+    /// failure only when it hands over its next group; a caller whose groups come from live
+    /// sources (which may send nothing for a long time) watches this flag and ends its groups
+    /// iterator, so that the failure comes back at once. Used by the next `apply_stream` only.
+    pub fn set_stream_failure_flag(&mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+        self.stream_failed = Some(flag);
+    }
+
     /// How long a transaction may stay open while the groups it holds are part of a backlog
     /// (see [`PreparedBatch::set_backlog`]); default: [`StreamCommit::interval`].
     pub fn set_stream_backlog_interval(&mut self, interval: std::time::Duration) {
@@ -157,6 +165,7 @@ impl Store {
             let commit = self.stream_commit;
             let backlog_interval = self.stream_backlog_interval.unwrap_or(commit.interval);
             let spent = self.stream_spent.take();
+            let failed = self.stream_failed.take();
             let writer = scope.spawn(move || {
                 let checkpoint = WalCheckpoints {
                     pages: checkpoint_pages,
@@ -169,7 +178,12 @@ impl Store {
                     live: commit.interval,
                     backlog: backlog_interval,
                 };
-                write_plans(conn, version, commit, checkpoint, plans, to_planner, spent)
+                let written =
+                    write_plans(conn, version, commit, checkpoint, plans, to_planner, spent);
+                if let Some(flag) = failed {
+                    flag.store(true, std::sync::atomic::Ordering::Release);
+                }
+                written
             });
             let mut planner = Planner {
                 state,
