@@ -30,7 +30,9 @@ pub use publish::{EVENT_HEADER, Outgoing, PublishParams, Publisher};
 pub use source::{KafkaSource, REVOKE_WAIT};
 
 use onetruth_connect::registry::replay_json;
-use onetruth_connect::{RawBody, Source, SourceContext, SourceError, TypedSourceFactory};
+use onetruth_connect::{
+    RawBody, RecordMeta, Replayed, Source, SourceContext, SourceError, TypedSourceFactory,
+};
 
 /// `type = "kafka"`.
 pub struct KafkaTransport;
@@ -57,22 +59,38 @@ impl TypedSourceFactory for KafkaTransport {
     }
 
     /// A quarantined message's raw payload, for `onetruth quarantine replay`: a Debezium event
-    /// is decoded again (an upsert's `after` row); a JSON object is mapped again as it is.
-    /// A Debezium delete stays quarantined: the body alone cannot say it is a delete.
-    fn replay(&self, params: &KafkaParams, raw: &str, reason: &str) -> RawBody {
+    /// is decoded again (an upsert's `after` row, a delete's `before` row marked as a delete,
+    /// each with its version, as when it was first read); a JSON object is mapped again as it
+    /// is. The message's key and headers are not in the quarantine: a manifest that reads
+    /// `_meta.*` leaves such records quarantined.
+    fn replay(&self, params: &KafkaParams, raw: &str, reason: &str) -> Replayed {
         match params.format {
-            PayloadFormat::Json => replay_json(raw, reason),
+            PayloadFormat::Json => Replayed {
+                body: replay_json(raw, reason),
+                meta: None,
+            },
             PayloadFormat::Debezium => match debezium::decode(raw) {
-                Ok(debezium::Change::Upsert { row, .. }) => RawBody::Parsed(row),
-                Ok(debezium::Change::Delete { .. }) => RawBody::Malformed {
-                    text: raw.to_string(),
-                    reason: format!(
-                        "{reason} (a Debezium delete is not replayed: apply it again from the topic)"
-                    ),
-                },
-                Err(why) => RawBody::Malformed {
-                    text: raw.to_string(),
-                    reason: why,
+                Ok(change) => {
+                    let version = change.version();
+                    let (row, delete) = match change {
+                        debezium::Change::Upsert { row, .. } => (row, false),
+                        debezium::Change::Delete { row, .. } => (row, true),
+                    };
+                    Replayed {
+                        body: RawBody::Parsed(row),
+                        meta: Some(Box::new(RecordMeta {
+                            delete,
+                            version,
+                            ..RecordMeta::default()
+                        })),
+                    }
+                }
+                Err(why) => Replayed {
+                    body: RawBody::Malformed {
+                        text: raw.to_string(),
+                        reason: why,
+                    },
+                    meta: None,
                 },
             },
         }
@@ -94,28 +112,32 @@ mod tests {
     fn quarantined_payloads_are_decoded_again_for_replay() {
         let t = KafkaTransport;
         let update = r#"{"before":null,"after":{"id":1001,"email":"a@example.com"},"source":{"lsn":7},"op":"u"}"#;
-        match t.replay(
+        let again = t.replay(
             &params("debezium"),
             update,
             "record.id: missing field `key`",
-        ) {
+        );
+        match &again.body {
             RawBody::Parsed(row) => assert_eq!(row["id"], 1001),
             other => panic!("{other:?}"),
         }
+        // Its version is the event's, not the replay's: a later event still supersedes it.
+        let meta = again.meta.unwrap();
+        assert_eq!((meta.version, meta.delete), (Some(7), false));
         let delete = r#"{"before":{"id":1001},"after":null,"source":{"lsn":8},"op":"d"}"#;
-        assert!(matches!(
-            t.replay(&params("debezium"), delete, "why"),
-            RawBody::Malformed { .. }
-        ));
+        let again = t.replay(&params("debezium"), delete, "why");
+        assert!(matches!(&again.body, RawBody::Parsed(row) if row["id"] == 1001));
+        let meta = again.meta.unwrap();
+        assert_eq!((meta.version, meta.delete), (Some(8), true));
         assert_eq!(
-            t.replay(&params("debezium"), "[1]", "why"),
+            t.replay(&params("debezium"), "[1]", "why").body,
             RawBody::Malformed {
                 text: "[1]".into(),
                 reason: "message value is not a JSON object".into()
             }
         );
         assert_eq!(
-            t.replay(&params("json"), r#"{"id":1}"#, "why"),
+            t.replay(&params("json"), r#"{"id":1}"#, "why").body,
             RawBody::Json(r#"{"id":1}"#.into())
         );
     }

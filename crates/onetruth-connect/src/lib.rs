@@ -18,7 +18,7 @@ pub mod source;
 pub use json::JsonRef;
 pub use manifest::*;
 pub use mapping::{MapError, Mapped, Mapper};
-pub use registry::{Registry, SourceContext, Transport, TypedSourceFactory};
+pub use registry::{Registry, Replayed, SourceContext, Transport, TypedSourceFactory};
 pub use source::{
     Ack, Checkpoint, CheckpointReader, Checkpoints, Delivered, NoCheckpoints, Poll, Position,
     Progress, ProgressUnit, RawBatch, RawBody, RawRecord, RecordMeta, Rejected, Source,

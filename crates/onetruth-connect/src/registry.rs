@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::source::{CheckpointReader, RawBody, Source, SourceError};
+use crate::source::{CheckpointReader, RawBody, RecordMeta, Source, SourceError};
 
 /// The transport a manifest without a `transport` table (or without `type`) uses.
 pub const DEFAULT_TRANSPORT: &str = "file";
@@ -53,12 +53,23 @@ pub trait TypedSourceFactory: Send + Sync + 'static {
         ctx: SourceContext,
     ) -> Result<Box<dyn Source>, SourceError>;
 
-    /// The body of a quarantined record's raw payload, for `onetruth quarantine replay`: by
+    /// A quarantined record's raw payload read again, for `onetruth quarantine replay`: by
     /// default a JSON object's text, and anything else stays malformed with its old `reason`.
-    /// A transport whose payloads need decoding (a Debezium envelope) decodes them again.
-    fn replay(&self, _params: &Self::Params, raw: &str, reason: &str) -> RawBody {
-        replay_json(raw, reason)
+    /// A transport whose payloads need decoding (a Debezium envelope) decodes them again,
+    /// with what it knew of the record then (a delete, a version) as its meta.
+    fn replay(&self, _params: &Self::Params, raw: &str, reason: &str) -> Replayed {
+        Replayed {
+            body: replay_json(raw, reason),
+            meta: None,
+        }
     }
+}
+
+/// A quarantined record read again ([`TypedSourceFactory::replay`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replayed {
+    pub body: RawBody,
+    pub meta: Option<Box<RecordMeta>>,
 }
 
 /// [`TypedSourceFactory::replay`]'s default: JSON object text is mapped again; anything else
@@ -83,7 +94,7 @@ trait SourceFactory: Send + Sync {
         ctx: SourceContext,
     ) -> Result<Box<dyn Source>, SourceError>;
     fn schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
-    fn replay(&self, params: &(dyn Any + Send + Sync), raw: &str, reason: &str) -> RawBody;
+    fn replay(&self, params: &(dyn Any + Send + Sync), raw: &str, reason: &str) -> Replayed;
 }
 
 impl<F: TypedSourceFactory> SourceFactory for F {
@@ -113,10 +124,13 @@ impl<F: TypedSourceFactory> SourceFactory for F {
         generator.subschema_for::<F::Params>()
     }
 
-    fn replay(&self, params: &(dyn Any + Send + Sync), raw: &str, reason: &str) -> RawBody {
+    fn replay(&self, params: &(dyn Any + Send + Sync), raw: &str, reason: &str) -> Replayed {
         match params.downcast_ref::<F::Params>() {
             Some(p) => TypedSourceFactory::replay(self, p, raw, reason),
-            None => replay_json(raw, reason),
+            None => Replayed {
+                body: replay_json(raw, reason),
+                meta: None,
+            },
         }
     }
 }
@@ -159,8 +173,8 @@ impl Transport {
         self.factory.create(self.params.as_ref(), ctx)
     }
 
-    /// The body of a quarantined record's raw payload (see [`TypedSourceFactory::replay`]).
-    pub fn replay(&self, raw: &str, reason: &str) -> RawBody {
+    /// A quarantined record's raw payload read again (see [`TypedSourceFactory::replay`]).
+    pub fn replay(&self, raw: &str, reason: &str) -> Replayed {
         self.factory.replay(self.params.as_ref(), raw, reason)
     }
 }

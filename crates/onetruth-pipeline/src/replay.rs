@@ -44,11 +44,14 @@ impl Source for QuarantineSource {
         self.read += rows.len() as u64;
         let records = rows
             .into_iter()
-            .map(|(_, q)| RawRecord {
-                body: self.connector.transport.replay(&q.raw, &q.reason),
-                position: Position(q.position),
-                text: None,
-                meta: None,
+            .map(|(_, q)| {
+                let again = self.connector.transport.replay(&q.raw, &q.reason);
+                RawRecord {
+                    body: again.body,
+                    position: Position(q.position),
+                    text: None,
+                    meta: again.meta,
+                }
             })
             .collect();
         Ok(Poll::Records(RawBatch {
