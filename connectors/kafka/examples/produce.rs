@@ -3,13 +3,15 @@
 //!
 //! ```sh
 //! cargo run --release -p onetruth-connector-kafka --example produce -- \
-//!     --brokers 127.0.0.1:9092 --topic signups [--key-field id] [--rate 5000] [FILE]
+//!     --brokers 127.0.0.1:9092 --topic signups [--key-field id] [--rate 5000] [--batch N] [FILE]
 //! ```
 //!
 //! Each non-empty line of FILE (or stdin) is one message's value; `--key-field` takes the key
 //! from that top-level field of the line's JSON. `--rate` paces the messages (per second);
 //! without it they go as fast as the broker takes them. Each message is a record batch of its
-//! own: tansu 0.6, the test broker, serves no fetch that starts inside a batch of several.
+//! own unless `--batch N` lets the producer put up to N in one: tansu 0.6, the test broker,
+//! serves no fetch that starts inside a batch of several, so a consumer that resumes mid-batch
+//! stalls there (a fresh consumer group reading from the start is fine: the bulk benchmark).
 //! With `--stamp`, each value gets a `"sent_us"` field (unix µs when it was sent), for the
 //! freshness benchmark.
 
@@ -26,6 +28,7 @@ struct Args {
     key_field: Option<String>,
     rate: Option<f64>,
     stamp: bool,
+    batch: u32,
     file: Option<String>,
 }
 
@@ -33,6 +36,7 @@ fn args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let (mut brokers, mut topic, mut key_field, mut rate, mut stamp, mut file) =
         (None, None, None, None, false, None);
+    let mut batch = 1;
     while let Some(a) = it.next() {
         let mut value = || it.next().ok_or(format!("{a} needs a value"));
         match a.as_str() {
@@ -47,6 +51,12 @@ fn args() -> Result<Args, String> {
                 )
             }
             "--stamp" => stamp = true,
+            "--batch" => {
+                batch = value()?
+                    .parse::<u32>()
+                    .map_err(|_| "--batch takes a number of messages".to_string())?
+                    .max(1)
+            }
             other if !other.starts_with("--") => file = Some(other.to_string()),
             other => return Err(format!("unknown option {other}")),
         }
@@ -57,6 +67,7 @@ fn args() -> Result<Args, String> {
         key_field,
         rate,
         stamp,
+        batch,
         file,
     })
 }
@@ -71,8 +82,8 @@ fn main() {
     };
     let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", &args.brokers)
-        .set("linger.ms", "1")
-        .set("batch.num.messages", "1")
+        .set("linger.ms", if args.batch > 1 { "50" } else { "1" })
+        .set("batch.num.messages", args.batch.to_string())
         .set("queue.buffering.max.messages", "1000000")
         .set("max.in.flight.requests.per.connection", "1")
         .create()
@@ -149,9 +160,19 @@ fn main() {
         sent += 1;
         producer.poll(Duration::ZERO);
     }
-    if let Err(e) = producer.flush(Duration::from_secs(60)) {
-        eprintln!("produce: flushing: {e}");
-        std::process::exit(1);
+    // One message per batch is slow to deliver in bulk: wait as long as delivery progresses.
+    let mut left = producer.in_flight_count();
+    while left > 0 {
+        let _ = producer.flush(Duration::from_secs(10));
+        let now = producer.in_flight_count();
+        if now == left {
+            eprintln!("produce: {now} messages not delivered, and no progress for 10 s");
+            std::process::exit(1);
+        }
+        if now > 0 {
+            eprintln!("produce: {now} messages still to deliver");
+        }
+        left = now;
     }
     eprintln!(
         "produced {sent} messages to {} in {:.2}s",
