@@ -35,8 +35,8 @@ pub struct RawDaemon {
     /// Connector manifests to run, relative to the config file's directory.
     pub connectors: Vec<PathBuf>,
     /// A live transaction commits once its oldest batch was written this many milliseconds
-    /// ago (default 100): how long a change may wait to become visible. A backlog still
-    /// commits in large groups (`ingest.commit_records`).
+    /// ago (default 0: every live group as soon as it is written): how long a change may wait
+    /// to become visible. A backlog still commits in large groups (`ingest.commit_records`).
     pub commit_interval_ms: Option<u64>,
     /// On SIGTERM / SIGINT, how long to wait for in-flight batches to commit before exiting
     /// anyway, in milliseconds (default 30000).
@@ -309,7 +309,7 @@ impl RawDaemon {
         base: Option<&Path>,
         errors: &mut Vec<String>,
     ) -> DaemonConfig {
-        let interval = self.commit_interval_ms.unwrap_or(100);
+        let interval = self.commit_interval_ms.unwrap_or(0);
         if interval > 60_000 {
             errors.push("daemon.commit_interval_ms: at most 60000".into());
         }
