@@ -123,7 +123,7 @@ pub fn ingest(
     };
     let started = Instant::now();
     let mut pipeline = options.pipeline.clone();
-    pipeline.versions = VersionClock::Fixed(now_micros());
+    pipeline.versions = VersionClock::starting_now();
     let matching = pipeline.matching;
     let report = crate::run(
         store,
@@ -147,11 +147,4 @@ pub fn ingest(
         elapsed: started.elapsed(),
         matching,
     })
-}
-
-fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
 }

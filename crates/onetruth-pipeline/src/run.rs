@@ -80,6 +80,13 @@ pub enum VersionClock {
     PerBatch,
 }
 
+impl VersionClock {
+    /// [`VersionClock::Fixed`] at the current time: a run starting now.
+    pub fn starting_now() -> VersionClock {
+        VersionClock::Fixed(now_micros())
+    }
+}
+
 /// What a source failure that retrying cannot mend does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnSourceError {
@@ -613,7 +620,7 @@ impl SourceMetrics {
     }
 }
 
-fn now_micros() -> i64 {
+pub(crate) fn now_micros() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as i64)

@@ -86,12 +86,7 @@ pub fn replay_quarantine(
     let reader = crate::open_store_read(cfg)?;
     let mut store = crate::open_store(cfg)?;
     let mut options = pipeline_options(cfg);
-    options.versions = onetruth_pipeline::VersionClock::Fixed(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_micros() as i64)
-            .unwrap_or(0),
-    );
+    options.versions = onetruth_pipeline::VersionClock::starting_now();
     let source = onetruth_pipeline::QuarantineSource::new(reader, connector.clone());
     let report = onetruth_pipeline::run(
         &mut store,
