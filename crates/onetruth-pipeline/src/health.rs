@@ -18,11 +18,6 @@ pub enum ConnectorState {
 }
 
 impl ConnectorState {
-    /// Running or retrying: still taking input.
-    pub fn is_live(&self) -> bool {
-        matches!(self, ConnectorState::Running | ConnectorState::Retrying(_))
-    }
-
     pub fn as_str(&self) -> &'static str {
         match self {
             ConnectorState::Running => "running",
